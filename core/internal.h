@@ -1,0 +1,31 @@
+/* internal.h - core-private definitions shared by registry.c and object.c. */
+#ifndef QS_CORE_INTERNAL_H
+#define QS_CORE_INTERNAL_H
+
+#include "qs-core.h"
+
+struct qs_provider_entry {
+    qs_provider provider;
+    qs_stats_fn stats_fn;
+    qs_schemas_fn schemas_fn;
+    void *opaque;
+    qs_provider_entry *next;
+};
+
+struct qs_object {
+    char *path;
+    char *type_name;
+    const qs_property *props;
+    size_t nprops;
+    void *opaque;
+    qs_object *next;
+};
+
+struct qs_registry {
+    qs_provider_entry *head;
+    qs_object *objects;       /* in insertion order */
+};
+
+void qs_registry_objects_free(qs_registry *reg);
+
+#endif

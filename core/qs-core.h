@@ -1,0 +1,357 @@
+/*
+ * qs-core.h - the qstats core: errors, the stats model, the provider
+ * registry and the query-stats filter semantics.
+ *
+ * Data flows one way:  provider -> registry -> formatter -> transport.
+ *
+ *   provider        registers a stats callback and a schema callback
+ *                   (qs_registry_add) with an opaque pointer.
+ *   registry        runs them for a filter (qs_registry_query_stats) with
+ *                   exactly QEMU's semantics (absent vs empty lists,
+ *                   duplicates answer twice, unknown names give nothing).
+ *   formatter       (qmp/, hmp/, exporter/) walks the qs_results and
+ *                   qs_schemas the registry filled.
+ *
+ * The core does no I/O and knows nothing of JSON, sockets or KVM.
+ *
+ * Memory model of a query, chosen so that the steady-state query path does
+ * no heap allocation per stat: a qs_results is reused across queries; its
+ * arrays only grow.  Values live in one u64 arena; a provider reserves a
+ * block (qs_results_reserve), fills it (e.g. with a single pread) and then
+ * adds stats that point into it by offset.  Names, schema entries and
+ * qom-paths are borrowed from the provider and must stay valid until the
+ * results are reset; since everything runs on one event loop, a provider
+ * only has to not free them during a query.
+ */
+#ifndef QS_CORE_H
+#define QS_CORE_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define QS_VERSION_MAJOR 0
+#define QS_VERSION_MINOR 1
+#define QS_VERSION_MICRO 0
+#define QS_VERSION_STRING "0.1.0"
+
+/* ---- errors: the message is the user-visible text -------------------- */
+
+typedef enum qs_error_class {
+    QS_ERR_GENERIC,
+    QS_ERR_COMMAND_NOT_FOUND,
+    QS_ERR_DEVICE_NOT_ACTIVE,
+    QS_ERR_DEVICE_NOT_FOUND,
+    QS_ERR_KVM_MISSING_CAP,
+} qs_error_class;
+
+typedef struct qs_error {
+    qs_error_class cls;
+    char *msg;
+} qs_error;
+
+/* Sets *errp (if errp is non-NULL and *errp is still NULL: first error
+ * wins, as QEMU's error_setg would assert otherwise). */
+void qs_error_set(qs_error **errp, qs_error_class cls, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+#define qs_error_setg(errp, ...) qs_error_set((errp), QS_ERR_GENERIC, __VA_ARGS__)
+void qs_error_vset(qs_error **errp, qs_error_class cls, const char *fmt, va_list ap);
+void qs_error_free(qs_error *err);
+/* QMP class name: "GenericError", "CommandNotFound", ... */
+const char *qs_error_class_name(qs_error_class cls);
+
+/* ---- enumerations (QAPI spelling via the *_name functions) ------------ */
+
+typedef enum qs_stat_type {
+    QS_TYPE_CUMULATIVE,
+    QS_TYPE_INSTANT,
+    QS_TYPE_PEAK,
+    QS_TYPE_LINEAR_HIST,
+    QS_TYPE_LOG2_HIST,
+    QS_TYPE__MAX
+} qs_stat_type;
+
+typedef enum qs_unit {
+    QS_UNIT_NONE,       /* no "unit" member */
+    QS_UNIT_BYTES,
+    QS_UNIT_SECONDS,
+    QS_UNIT_CYCLES,
+    QS_UNIT_BOOLEAN,
+    QS_UNIT__MAX
+} qs_unit;
+
+typedef enum qs_provider {
+    QS_PROVIDER_KVM,
+    QS_PROVIDER_CRYPTODEV,
+    QS_PROVIDER_BALLOON,
+    QS_PROVIDER__MAX
+} qs_provider;
+
+typedef enum qs_target {
+    QS_TARGET_VM,
+    QS_TARGET_VCPU,
+    QS_TARGET_CRYPTODEV,
+    QS_TARGET__MAX
+} qs_target;
+
+const char *qs_stat_type_name(qs_stat_type t);   /* "cumulative", "log2-histogram" */
+const char *qs_unit_name(qs_unit u);              /* NULL for QS_UNIT_NONE */
+const char *qs_provider_name(qs_provider p);
+const char *qs_target_name(qs_target t);
+/* Exact, case-sensitive lookups; return -1 when unknown. */
+int qs_stat_type_lookup(const char *s);
+int qs_unit_lookup(const char *s);
+int qs_provider_lookup(const char *s);
+int qs_target_lookup(const char *s);
+
+/* ---- schema model ------------------------------------------------------ */
+
+/* One statistic's metadata.  `size` is the number of u64 values it has
+ * (1 for scalars, the bucket count for histograms).  base is 0 when absent
+ * (QMP omits it when exponent == 0). */
+typedef struct qs_schema_value {
+    const char *name;
+    qs_stat_type type;
+    qs_unit unit;
+    int8_t base;
+    int16_t exponent;
+    uint32_t bucket_size;   /* linear histograms only */
+    uint32_t size;
+} qs_schema_value;
+
+/* How a value of this schema entry is represented (StatsValue alternate). */
+typedef enum qs_value_kind {
+    QS_VALUE_SCALAR,
+    QS_VALUE_BOOLEAN,
+    QS_VALUE_LIST,
+} qs_value_kind;
+
+qs_value_kind qs_schema_value_kind(const qs_schema_value *sv);
+
+typedef struct qs_schema {
+    qs_provider provider;
+    qs_target target;
+    size_t n;
+    const qs_schema_value *stats;     /* borrowed from the provider */
+} qs_schema;
+
+typedef struct qs_schemas {
+    qs_schema *v;
+    size_t n, cap;
+} qs_schemas;
+
+void qs_schemas_init(qs_schemas *s);
+void qs_schemas_reset(qs_schemas *s);
+void qs_schemas_destroy(qs_schemas *s);
+void qs_schemas_add(qs_schemas *s, qs_provider p, qs_target t,
+                    const qs_schema_value *stats, size_t n);
+/* First schema for (provider, target), or NULL. */
+const qs_schema *qs_schemas_find(const qs_schemas *s, qs_provider p, qs_target t);
+
+/* ---- results ----------------------------------------------------------- */
+
+typedef struct qs_stat {
+    const qs_schema_value *desc;  /* name, kind and size come from here */
+    size_t off;                   /* index of the first value in the arena */
+} qs_stat;
+
+typedef struct qs_result {
+    qs_provider provider;
+    const char *qom_path;         /* NULL: member omitted (target vm) */
+    size_t first, count;          /* range in qs_results.stats */
+} qs_result;
+
+typedef struct qs_results {
+    qs_result *res;
+    size_t nres, cap_res;
+    qs_stat *stats;
+    size_t nstats, cap_stats;
+    uint64_t *arena;
+    size_t narena, cap_arena;
+} qs_results;
+
+void qs_results_init(qs_results *r);
+void qs_results_reset(qs_results *r);      /* keeps the capacity */
+void qs_results_destroy(qs_results *r);
+/* Reserves n u64 values; returns their arena offset.  The pointer to the
+ * arena (qs_results_values) is only valid until the next reserve. */
+size_t qs_results_reserve(qs_results *r, size_t n);
+static inline uint64_t *qs_results_values(const qs_results *r, size_t off)
+{
+    return r->arena + off;
+}
+/* Starts a result; stats added afterwards belong to it. */
+void qs_results_begin(qs_results *r, qs_provider p, const char *qom_path);
+void qs_results_add(qs_results *r, const qs_schema_value *desc, size_t off);
+/* Ends the current result; an empty one is dropped when drop_empty. */
+void qs_results_end(qs_results *r, bool drop_empty);
+/* Drops every result from index `nres` on (used when a provider fails). */
+void qs_results_truncate(qs_results *r, size_t nres);
+
+/* ---- filters ----------------------------------------------------------- */
+
+/* A list of strings; a NULL qs_strlist pointer means "no filter". */
+typedef struct qs_strlist {
+    size_t n;
+    const char *const *v;
+} qs_strlist;
+
+/* true when l is NULL or contains s exactly (QEMU's apply_str_list_filter) */
+bool qs_strlist_match(const qs_strlist *l, const char *s);
+
+typedef struct qs_stats_request {
+    qs_provider provider;
+    bool has_names;
+    qs_strlist names;
+} qs_stats_request;
+
+typedef struct qs_filter {
+    qs_target target;
+    bool has_providers;
+    size_t nproviders;
+    const qs_stats_request *providers;
+    bool has_vcpus;                   /* only meaningful for target vcpu */
+    qs_strlist vcpus;
+} qs_filter;
+
+/* ---- registry ---------------------------------------------------------- */
+
+/* Appends the provider's results for `target` to `out`.  names/targets
+ * NULL mean all; a provider ignores targets it does not serve.  Returns
+ * false with *errp set on failure. */
+typedef bool (*qs_stats_fn)(void *opaque, qs_results *out, qs_target target,
+                            const qs_strlist *names, const qs_strlist *targets,
+                            qs_error **errp);
+/* Appends the provider's schemas (vm first, then vcpu). */
+typedef bool (*qs_schemas_fn)(void *opaque, qs_schemas *out, qs_error **errp);
+
+typedef struct qs_registry qs_registry;
+typedef struct qs_provider_entry qs_provider_entry;
+
+qs_registry *qs_registry_new(void);
+void qs_registry_free(qs_registry *reg);
+/* Registration order is query order; registering twice runs twice. */
+qs_provider_entry *qs_registry_add(qs_registry *reg, qs_provider provider,
+                                   qs_stats_fn stats_fn, qs_schemas_fn schemas_fn,
+                                   void *opaque);
+void qs_registry_remove(qs_registry *reg, qs_provider_entry *entry);
+
+/* QEMU's qmp_query_stats: on error `out` is left empty. */
+bool qs_registry_query_stats(qs_registry *reg, const qs_filter *f,
+                             qs_results *out, qs_error **errp);
+/* QEMU's qmp_query_stats_schemas; provider < 0 means all. */
+bool qs_registry_query_schemas(qs_registry *reg, int provider,
+                               qs_schemas *out, qs_error **errp);
+
+/* ---- small helpers shared by the modules ------------------------------- */
+
+/* Growable byte buffer (also used as a string builder). */
+typedef struct qs_buf {
+    char *data;
+    size_t len, cap;
+} qs_buf;
+
+void qs_buf_init(qs_buf *b);
+void qs_buf_free(qs_buf *b);
+void qs_buf_reset(qs_buf *b);
+void qs_buf_reserve(qs_buf *b, size_t extra);
+void qs_buf_append(qs_buf *b, const void *data, size_t n);
+void qs_buf_puts(qs_buf *b, const char *s);
+void qs_buf_putc(qs_buf *b, char c);
+void qs_buf_printf(qs_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Exact decimal text of a u64 / i64 (the JSON and HMP hot paths). */
+void qs_buf_put_u64(qs_buf *b, uint64_t v);
+void qs_buf_put_i64(qs_buf *b, int64_t v);
+/* Detaches the NUL-terminated contents; the buffer is left empty. */
+char *qs_buf_steal(qs_buf *b);
+
+/* Abort-on-failure allocation: a daemon that cannot allocate a few bytes
+ * has nothing better to do. */
+void *qs_malloc(size_t n);
+void *qs_calloc(size_t n, size_t m);
+void *qs_realloc(void *p, size_t n);
+char *qs_strdup(const char *s);
+char *qs_strdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- JSON text writer (pure memory; QEMU's ", " and ": " separators,
+ *      ASCII output, exact u64) ------------------------------------------ */
+
+#define QS_JW_MAX_DEPTH 64
+
+typedef struct qs_jw {
+    qs_buf *b;
+    int depth;
+    bool first[QS_JW_MAX_DEPTH];
+    bool after_key;
+} qs_jw;
+
+void qs_jw_init(qs_jw *w, qs_buf *b);
+void qs_jw_begin_object(qs_jw *w);
+void qs_jw_end_object(qs_jw *w);
+void qs_jw_begin_array(qs_jw *w);
+void qs_jw_end_array(qs_jw *w);
+void qs_jw_key(qs_jw *w, const char *key);
+void qs_jw_str(qs_jw *w, const char *s);
+void qs_jw_u64(qs_jw *w, uint64_t v);
+void qs_jw_i64(qs_jw *w, int64_t v);
+void qs_jw_bool(qs_jw *w, bool v);
+void qs_jw_null(qs_jw *w);
+/* A value that is already JSON text. */
+void qs_jw_raw(qs_jw *w, const char *json, size_t len);
+/* Appends s as a quoted, escaped, ASCII-only JSON string. */
+void qs_json_put_string(qs_buf *b, const char *s);
+
+/* ---- objects: the subset of QOM that qstats exposes -------------------- */
+
+/* An input value handed to a property setter (decoded by the transport). */
+typedef enum qs_input_kind {
+    QS_IN_NULL, QS_IN_BOOL, QS_IN_INT, QS_IN_UINT, QS_IN_REAL,
+    QS_IN_STRING, QS_IN_OBJECT, QS_IN_ARRAY,
+} qs_input_kind;
+
+typedef struct qs_input {
+    qs_input_kind kind;
+    bool b;
+    int64_t i;        /* QS_IN_INT */
+    uint64_t u;       /* QS_IN_UINT: integers above INT64_MAX */
+    double d;
+    const char *s;
+} qs_input;
+
+typedef bool (*qs_prop_get_fn)(void *opaque, qs_jw *out, qs_error **errp);
+typedef bool (*qs_prop_set_fn)(void *opaque, const qs_input *in, qs_error **errp);
+
+typedef struct qs_property {
+    const char *name;
+    const char *type;          /* QOM type string: "int", "guest statistics" */
+    qs_prop_get_fn get;        /* NULL: not readable */
+    qs_prop_set_fn set;        /* NULL: not writable */
+} qs_property;
+
+typedef struct qs_object qs_object;
+
+/* Adds an object at an absolute canonical path ("/machine/unattached/
+ * device[0]").  props must outlive the object. */
+qs_object *qs_registry_add_object(qs_registry *reg, const char *path,
+                                  const char *type_name,
+                                  const qs_property *props, size_t nprops,
+                                  void *opaque);
+void qs_registry_remove_object(qs_registry *reg, qs_object *obj);
+
+typedef struct qs_prop_info {
+    const char *name;
+    char *type;                /* owned */
+} qs_prop_info;
+
+/* qom-list: properties of an object, or children of a container path.
+ * Returns the number of entries (caller frees with qs_prop_info_free). */
+bool qs_registry_qom_list(qs_registry *reg, const char *path,
+                          qs_prop_info **out, size_t *n, qs_error **errp);
+void qs_prop_info_free(qs_prop_info *v, size_t n);
+bool qs_registry_qom_get(qs_registry *reg, const char *path, const char *prop,
+                         qs_jw *out, qs_error **errp);
+bool qs_registry_qom_set(qs_registry *reg, const char *path, const char *prop,
+                         const qs_input *in, qs_error **errp);
+
+#endif
