@@ -1,0 +1,412 @@
+/*
+ * channel.c - the socket that stands in for virtio-balloon's stats queue:
+ * a guest agent (tools/qstats-guest-agent.c) connects to qstatsd over a
+ * unix or vsock stream socket and plays the guest driver's part.
+ *
+ * Framing (one agent at a time; all integers little-endian):
+ *
+ *   host -> agent   a request: the single byte 0x01 ("send fresh stats").
+ *                   Sent when the poll timer fires and the agent has
+ *                   answered the previous request; never more than one
+ *                   outstanding.
+ *   agent -> host   an answer: u32 length N, then N bytes of virtio-balloon
+ *                   records, each a packed { u16 tag; u64 val; } (10 bytes).
+ *                   N <= 160 (16 records).  A trailing partial record, an
+ *                   unknown tag or a duplicate tag is not an error (the
+ *                   device parses as QEMU does); N = 0 is a valid answer.
+ *
+ * On connecting, the agent answers at once without being asked, like the
+ * Linux driver's initial buffer, so statistics resume after a reconnect.
+ *
+ * The agent is dropped, with one log line, and a new one may connect, when
+ * it announces N > 160, sends bytes while no answer is due (garbage, a
+ * second answer), takes longer than the answer timeout (default 5 s) to
+ * complete an answer, or fails a read or write.  A second agent that
+ * connects while one is being served is closed at once, also with one log
+ * line.  Nothing here blocks: every socket is non-blocking on the loop.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <linux/vm_sockets.h>
+
+#include "internal.h"
+
+#define REQUEST_BYTE 0x01
+#define HEADER_SIZE 4
+#define MAX_ANSWER (QS_BALLOON_MAX_RECORDS * QS_BALLOON_RECORD_SIZE)
+#define DEFAULT_TIMEOUT_MS 5000
+
+static const uint8_t request_byte = REQUEST_BYTE;
+
+typedef struct conn {
+    uv_pipe_t pipe;
+    qs_balloon_chan *chan;
+    bool dropped;
+    bool expecting;           /* an answer is due */
+    uint32_t want;            /* announced length, once the header is in */
+    size_t rxlen;
+    uint8_t rx[HEADER_SIZE + MAX_ANSWER];
+    char readbuf[256];
+} conn;
+
+struct qs_balloon_chan {
+    uv_loop_t *loop;
+    qs_balloon_chan_cb cb;
+    int listen_fd;
+    uv_poll_t listen_poll;
+    uv_timer_t answer_timer;
+    char *unix_path;          /* to unlink on close */
+    conn *conn;               /* the agent being served */
+    uint64_t timeout_ms;
+    int open_handles;
+    bool closing;
+};
+
+static void chan_log(qs_balloon_chan *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void chan_log(qs_balloon_chan *c, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    c->cb.log(c->cb.opaque, msg);
+}
+
+static void maybe_finish(qs_balloon_chan *c)
+{
+    if (!c->closing || c->open_handles > 0)
+        return;
+    if (c->listen_fd >= 0)
+        close(c->listen_fd);
+    qs_balloon_chan_cb cb = c->cb;
+    free(c->unix_path);
+    free(c);
+    cb.closed(cb.opaque);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    qs_balloon_chan *c = h->data;
+    c->open_handles--;
+    maybe_finish(c);
+}
+
+static void conn_closed(uv_handle_t *h)
+{
+    conn *k = h->data;
+    qs_balloon_chan *c = k->chan;
+    free(k);
+    c->open_handles--;
+    maybe_finish(c);
+}
+
+qs_balloon_chan *qs_balloon_chan_new(uv_loop_t *loop, const qs_balloon_chan_cb *cb)
+{
+    qs_balloon_chan *c = qs_calloc(1, sizeof(*c));
+    c->loop = loop;
+    c->cb = *cb;
+    c->listen_fd = -1;
+    c->timeout_ms = DEFAULT_TIMEOUT_MS;
+    uv_timer_init(loop, &c->answer_timer);
+    c->answer_timer.data = c;
+    c->open_handles = 1;
+    return c;
+}
+
+void qs_balloon_chan_set_timeout(qs_balloon_chan *c, uint64_t ms)
+{
+    c->timeout_ms = ms;
+}
+
+bool qs_balloon_chan_connected(const qs_balloon_chan *c)
+{
+    return c->conn != NULL;
+}
+
+/* Forgets the agent: closes its socket and tells the device. */
+static void drop(conn *k, const char *why)
+{
+    qs_balloon_chan *c = k->chan;
+    if (k->dropped)
+        return;
+    k->dropped = true;
+    chan_log(c, "%s", why);
+    if (c->conn == k) {
+        c->conn = NULL;
+        uv_timer_stop(&c->answer_timer);
+    }
+    uv_close((uv_handle_t *)&k->pipe, conn_closed);
+    c->cb.gone(c->cb.opaque);
+}
+
+static void answer_timeout(uv_timer_t *t)
+{
+    qs_balloon_chan *c = t->data;
+    char why[96];
+    if (!c->conn)
+        return;
+    snprintf(why, sizeof(why), "dropping guest agent: no complete answer within %llu ms",
+             (unsigned long long)c->timeout_ms);
+    drop(c->conn, why);
+}
+
+static void expect_answer(conn *k)
+{
+    k->expecting = true;
+    k->rxlen = 0;
+    uv_timer_start(&k->chan->answer_timer, answer_timeout, k->chan->timeout_ms, 0);
+}
+
+/* Consumes up to n bytes of an answer; returns how many, or -1 after
+ * dropping the agent. */
+static ssize_t take(conn *k, const uint8_t *p, size_t n)
+{
+    char why[128];
+    if (!k->expecting) {
+        drop(k, "dropping guest agent: data received while no answer was due");
+        return -1;
+    }
+    size_t need = k->rxlen < HEADER_SIZE ? HEADER_SIZE - k->rxlen
+                                         : HEADER_SIZE + k->want - k->rxlen;
+    size_t len = n < need ? n : need;
+    memcpy(k->rx + k->rxlen, p, len);
+    k->rxlen += len;
+    if (k->rxlen == HEADER_SIZE) {
+        k->want = (uint32_t)k->rx[0] | (uint32_t)k->rx[1] << 8 |
+                  (uint32_t)k->rx[2] << 16 | (uint32_t)k->rx[3] << 24;
+        if (k->want > MAX_ANSWER) {
+            snprintf(why, sizeof(why), "dropping guest agent: answer of %u bytes exceeds "
+                     "%d records (%d bytes)", k->want, QS_BALLOON_MAX_RECORDS, MAX_ANSWER);
+            drop(k, why);
+            return -1;
+        }
+    }
+    if (k->rxlen >= HEADER_SIZE && k->rxlen == HEADER_SIZE + k->want) {
+        qs_balloon_chan *c = k->chan;
+        k->expecting = false;
+        uv_timer_stop(&c->answer_timer);
+        c->cb.answer(c->cb.opaque, k->rx + HEADER_SIZE, k->want);
+    }
+    return (ssize_t)len;
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    conn *k = h->data;
+    *buf = uv_buf_init(k->readbuf, sizeof(k->readbuf));
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    conn *k = s->data;
+    char why[128];
+    if (n == 0 || k->dropped)
+        return;
+    if (n < 0) {
+        if (n == UV_EOF)
+            snprintf(why, sizeof(why), "guest agent disconnected");
+        else
+            snprintf(why, sizeof(why), "dropping guest agent: read failed: %s",
+                     uv_strerror((int)n));
+        drop(k, why);
+        return;
+    }
+    const uint8_t *p = (const uint8_t *)buf->base;
+    for (size_t done = 0; done < (size_t)n;) {
+        ssize_t used = take(k, p + done, (size_t)n - done);
+        if (used < 0)
+            return;
+        done += (size_t)used;
+    }
+}
+
+static void accept_agent(qs_balloon_chan *c, int fd)
+{
+    conn *k = qs_calloc(1, sizeof(*k));
+    k->chan = c;
+    uv_pipe_init(c->loop, &k->pipe, 0);
+    k->pipe.data = k;
+    c->open_handles++;
+    int r = uv_pipe_open(&k->pipe, fd);
+    if (r == 0)
+        r = uv_read_start((uv_stream_t *)&k->pipe, alloc_cb, on_read);
+    if (r < 0) {
+        chan_log(c, "cannot serve guest agent: %s", uv_strerror(r));
+        k->dropped = true;
+        uv_close((uv_handle_t *)&k->pipe, conn_closed);
+        close(fd);
+        return;
+    }
+    c->conn = k;
+    chan_log(c, "guest agent connected");
+    /* Its initial report is due at once. */
+    expect_answer(k);
+}
+
+static void on_listen_ready(uv_poll_t *h, int status, int events)
+{
+    qs_balloon_chan *c = h->data;
+    for (;;) {
+        int fd = accept4(c->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                chan_log(c, "accept failed: %s", strerror(errno));
+            return;
+        }
+        if (c->conn) {
+            chan_log(c, "refusing a second guest agent: one is already connected");
+            close(fd);
+            continue;
+        }
+        accept_agent(c, fd);
+    }
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    conn *k = req->handle->data;
+    free(req);
+    if (status < 0 && status != UV_ECANCELED && !k->dropped) {
+        char why[96];
+        snprintf(why, sizeof(why), "dropping guest agent: write failed: %s",
+                 uv_strerror(status));
+        drop(k, why);
+    }
+}
+
+bool qs_balloon_chan_request(qs_balloon_chan *c)
+{
+    conn *k = c->conn;
+    if (!k || k->expecting)
+        return false;
+    uv_write_t *req = qs_malloc(sizeof(*req));
+    uv_buf_t b = uv_buf_init((char *)&request_byte, 1);
+    int r = uv_write(req, (uv_stream_t *)&k->pipe, &b, 1, on_write);
+    if (r < 0) {
+        char why[96];
+        free(req);
+        snprintf(why, sizeof(why), "dropping guest agent: write failed: %s", uv_strerror(r));
+        drop(k, why);
+        return false;
+    }
+    expect_answer(k);
+    return true;
+}
+
+/* ---- listening ------------------------------------------------------------ */
+
+static int listen_unix(qs_balloon_chan *c, const char *path, qs_error **errp)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    struct stat st;
+    if (!*path || strlen(path) >= sizeof(sa.sun_path)) {
+        qs_error_setg(errp, "UNIX socket path '%s' is too long", path);
+        return -1;
+    }
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        qs_error_setg(errp, "Failed to create socket: %s", strerror(errno));
+        return -1;
+    }
+    /* A socket left behind by a previous run is replaced; anything else
+     * at that path is not ours to remove. */
+    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+        unlink(path);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        qs_error_setg(errp, "Failed to bind socket to %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    c->unix_path = qs_strdup(path);
+    /* Nobody can connect before listen(), so the mode is set in time. */
+    if (chmod(path, 0600) < 0 || listen(fd, 8) < 0) {
+        qs_error_setg(errp, "Failed to listen on %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int listen_vsock(const char *port_s, qs_error **errp)
+{
+    char *end;
+    errno = 0;
+    unsigned long port = strtoul(port_s, &end, 10);
+    if (!*port_s || *end || errno || port > UINT32_MAX || *port_s == '-') {
+        qs_error_setg(errp, "Invalid vsock port '%s'", port_s);
+        return -1;
+    }
+    int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        qs_error_setg(errp, "vsock is not available on this host: %s", strerror(errno));
+        return -1;
+    }
+    struct sockaddr_vm sa = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY,
+                              .svm_port = (unsigned)port };
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 8) < 0) {
+        qs_error_setg(errp, "Failed to listen on vsock port %lu: %s", port, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+bool qs_balloon_chan_listen(qs_balloon_chan *c, const char *spec, qs_error **errp)
+{
+    int fd;
+    if (c->listen_fd >= 0) {
+        qs_error_setg(errp, "The balloon channel is already listening");
+        return false;
+    }
+    if (strncmp(spec, "unix:", 5) == 0)
+        fd = listen_unix(c, spec + 5, errp);
+    else if (strncmp(spec, "vsock:", 6) == 0)
+        fd = listen_vsock(spec + 6, errp);
+    else {
+        qs_error_setg(errp, "Invalid balloon channel '%s': expected unix:PATH or vsock:PORT",
+                      spec);
+        return false;
+    }
+    if (fd < 0) {
+        if (c->unix_path)
+            unlink(c->unix_path);
+        free(c->unix_path);
+        c->unix_path = NULL;
+        return false;
+    }
+    c->listen_fd = fd;
+    uv_poll_init(c->loop, &c->listen_poll, fd);
+    c->listen_poll.data = c;
+    c->open_handles++;
+    uv_poll_start(&c->listen_poll, UV_READABLE, on_listen_ready);
+    return true;
+}
+
+void qs_balloon_chan_close(qs_balloon_chan *c)
+{
+    c->closing = true;
+    if (c->conn) {
+        conn *k = c->conn;
+        c->conn = NULL;
+        k->dropped = true;
+        uv_close((uv_handle_t *)&k->pipe, conn_closed);
+    }
+    if (c->listen_fd >= 0)
+        uv_close((uv_handle_t *)&c->listen_poll, handle_closed);
+    if (c->unix_path)
+        unlink(c->unix_path);
+    uv_close((uv_handle_t *)&c->answer_timer, handle_closed);
+}
