@@ -1,0 +1,211 @@
+/*
+ * provider.c - provider "kvm": turns KVM binary-stats files into registry
+ * results.  It owns one VM file and any number of vCPU files (from the
+ * built-in micro-VM or handed over with add-stats-fd), each vCPU also being
+ * an object at its QOM path.  A query is one pread per file straight into
+ * the results arena; stats then point into it, so nothing is allocated per
+ * stat and nothing is copied.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "qs-kvm.h"
+
+typedef struct kvm_source {
+    qs_kvm_stats_file *file;
+    char *qom_path;            /* NULL for the VM */
+    qs_object *obj;
+} kvm_source;
+
+struct qs_kvm_provider {
+    qs_registry *reg;
+    qs_provider_entry *entry;
+    kvm_source vm;
+    kvm_source **vcpus;        /* sorted by QOM path, naturally (device[2] < device[10]) */
+    size_t nvcpus, cap;
+};
+
+static bool get_stats_id(void *opaque, qs_jw *out, qs_error **errp)
+{
+    kvm_source *src = opaque;
+    qs_jw_str(out, qs_kvm_stats_file_id(src->file));
+    return true;
+}
+
+static const qs_property vcpu_props[] = {
+    { .name = "stats-id", .type = "string", .get = get_stats_id },
+};
+
+/* Appends one file's values as a result; names NULL means all. */
+static bool read_source(const kvm_source *src, qs_results *out,
+                        const qs_strlist *names, qs_error **errp)
+{
+    const qs_kvm_stats_file *f = src->file;
+    size_t base = qs_results_reserve(out, qs_kvm_stats_file_data_words(f));
+    if (!qs_kvm_stats_file_read(f, qs_results_values(out, base), errp))
+        return false;
+    const qs_schema_value *schema = qs_kvm_stats_file_schema(f);
+    const uint32_t *offsets = qs_kvm_stats_file_offsets(f);
+    size_t n = qs_kvm_stats_file_count(f);
+
+    qs_results_begin(out, QS_PROVIDER_KVM, src->qom_path);
+    for (size_t i = 0; i < n; i++)
+        if (qs_strlist_match(names, schema[i].name))
+            qs_results_add(out, &schema[i], base + offsets[i]);
+    qs_results_end(out, true);      /* QEMU drops an empty kvm result */
+    return true;
+}
+
+static bool kvm_stats(void *opaque, qs_results *out, qs_target target,
+                      const qs_strlist *names, const qs_strlist *targets,
+                      qs_error **errp)
+{
+    qs_kvm_provider *p = opaque;
+
+    if (target == QS_TARGET_VM)
+        return !p->vm.file || read_source(&p->vm, out, names, errp);
+    if (target != QS_TARGET_VCPU)
+        return true;
+    for (size_t i = 0; i < p->nvcpus; i++) {
+        if (!qs_strlist_match(targets, p->vcpus[i]->qom_path))
+            continue;
+        qs_error *err = NULL;
+        size_t mark = out->nres;
+        /* A vCPU whose file stopped reading (its VMM went away) is
+         * skipped rather than failing everyone's query. */
+        if (!read_source(p->vcpus[i], out, names, &err)) {
+            qs_results_truncate(out, mark);
+            qs_error_free(err);
+        }
+    }
+    return true;
+}
+
+static bool kvm_schemas(void *opaque, qs_schemas *out, qs_error **errp)
+{
+    qs_kvm_provider *p = opaque;
+    if (p->vm.file)
+        qs_schemas_add(out, QS_PROVIDER_KVM, QS_TARGET_VM,
+                       qs_kvm_stats_file_schema(p->vm.file),
+                       qs_kvm_stats_file_count(p->vm.file));
+    if (p->nvcpus)
+        qs_schemas_add(out, QS_PROVIDER_KVM, QS_TARGET_VCPU,
+                       qs_kvm_stats_file_schema(p->vcpus[0]->file),
+                       qs_kvm_stats_file_count(p->vcpus[0]->file));
+    return true;
+}
+
+qs_kvm_provider *qs_kvm_provider_new(qs_registry *reg)
+{
+    qs_kvm_provider *p = qs_calloc(1, sizeof(*p));
+    p->reg = reg;
+    p->entry = qs_registry_add(reg, QS_PROVIDER_KVM, kvm_stats, kvm_schemas, p);
+    return p;
+}
+
+static void source_clear(qs_kvm_provider *p, kvm_source *src)
+{
+    if (src->obj)
+        qs_registry_remove_object(p->reg, src->obj);
+    qs_kvm_stats_file_close(src->file);
+    free(src->qom_path);
+    memset(src, 0, sizeof(*src));
+}
+
+void qs_kvm_provider_free(qs_kvm_provider *p)
+{
+    if (!p)
+        return;
+    qs_registry_remove(p->reg, p->entry);
+    if (p->vm.file)
+        source_clear(p, &p->vm);
+    for (size_t i = 0; i < p->nvcpus; i++) {
+        source_clear(p, p->vcpus[i]);
+        free(p->vcpus[i]);
+    }
+    free(p->vcpus);
+    free(p);
+}
+
+bool qs_kvm_provider_set_vm(qs_kvm_provider *p, int fd, qs_error **errp)
+{
+    qs_kvm_stats_file *f = qs_kvm_stats_file_open(fd, errp);
+    if (!f)
+        return false;
+    if (p->vm.file)
+        source_clear(p, &p->vm);
+    p->vm.file = f;
+    return true;
+}
+
+bool qs_kvm_provider_remove_vm(qs_kvm_provider *p, qs_error **errp)
+{
+    if (!p->vm.file) {
+        qs_error_setg(errp, "No KVM stats fd registered for target 'vm'");
+        return false;
+    }
+    source_clear(p, &p->vm);
+    return true;
+}
+
+static ssize_t find_vcpu(const qs_kvm_provider *p, const char *qom_path)
+{
+    for (size_t i = 0; i < p->nvcpus; i++)
+        if (strcmp(p->vcpus[i]->qom_path, qom_path) == 0)
+            return (ssize_t)i;
+    return -1;
+}
+
+bool qs_kvm_provider_add_vcpu(qs_kvm_provider *p, const char *qom_path, int fd,
+                              qs_error **errp)
+{
+    if (qom_path[0] != '/') {
+        qs_error_setg(errp, "Parameter 'qom-path' expects an absolute QOM path");
+        return false;
+    }
+    if (find_vcpu(p, qom_path) >= 0) {
+        qs_error_setg(errp, "A vCPU is already registered at '%s'", qom_path);
+        return false;
+    }
+    qs_kvm_stats_file *f = qs_kvm_stats_file_open(fd, errp);
+    if (!f)
+        return false;
+    if (p->nvcpus == p->cap) {
+        p->cap = p->cap ? 2 * p->cap : 8;
+        p->vcpus = qs_realloc(p->vcpus, p->cap * sizeof(*p->vcpus));
+    }
+    kvm_source *src = qs_calloc(1, sizeof(*src));
+    src->file = f;
+    src->qom_path = qs_strdup(qom_path);
+    src->obj = qs_registry_add_object(p->reg, qom_path, "kvm-vcpu", vcpu_props, 1, src);
+    size_t at = p->nvcpus;
+    while (at > 0 && strverscmp(p->vcpus[at - 1]->qom_path, qom_path) > 0)
+        at--;
+    memmove(&p->vcpus[at + 1], &p->vcpus[at], (p->nvcpus - at) * sizeof(*p->vcpus));
+    p->vcpus[at] = src;
+    p->nvcpus++;
+    return true;
+}
+
+bool qs_kvm_provider_remove_vcpu(qs_kvm_provider *p, const char *qom_path,
+                                 qs_error **errp)
+{
+    ssize_t i = find_vcpu(p, qom_path);
+    if (i < 0) {
+        qs_error_setg(errp, "No KVM stats fd registered for vCPU '%s'", qom_path);
+        return false;
+    }
+    kvm_source *src = p->vcpus[i];
+    source_clear(p, src);
+    free(src);
+    memmove(&p->vcpus[i], &p->vcpus[i + 1], (p->nvcpus - (size_t)i - 1) * sizeof(*p->vcpus));
+    p->nvcpus--;
+    return true;
+}
+
+size_t qs_kvm_provider_vcpu_count(const qs_kvm_provider *p) { return p->nvcpus; }
+
+const char *qs_kvm_provider_vcpu_path(const qs_kvm_provider *p, size_t i)
+{
+    return i < p->nvcpus ? p->vcpus[i]->qom_path : NULL;
+}

@@ -1,0 +1,397 @@
+/*
+ * commands.c - the QMP commands.  Arguments arrive already validated
+ * against schemas/qapi-schema.json, so handlers only convert them to core
+ * types and encode what the core returns.  query-stats is the hot path: its
+ * reply is encoded straight from the registry's results into the session's
+ * output buffer with the hand-written JSON writer (no jansson tree, exact
+ * u64), reusing the server's result arrays across queries.
+ */
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "qs-balloon.h"
+#include "qs-hmp.h"
+#include "qs-kvm.h"
+
+/* TEMPORARY while hmp/ lands in parallel: weak so the tree links. */
+#pragma weak qs_hmp_monitor_new
+#pragma weak qs_hmp_monitor_free
+#pragma weak qs_hmp_monitor_set_cpu
+#pragma weak qs_hmp_execute
+#pragma weak qs_balloon_actual
+
+#define DUMP_FLAGS (JSON_ENCODE_ANY | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER)
+
+static const char *arg_str(const json_t *args, const char *key)
+{
+    return json_string_value(json_object_get(args, key));
+}
+
+static void put_json(qs_jw *ret, const json_t *v)
+{
+    char *s = json_dumps(v, DUMP_FLAGS);
+    qs_jw_raw(ret, s, strlen(s));
+    free(s);
+}
+
+static bool cmd_qmp_capabilities(qs_qmp_session *s, const json_t *args, qs_jw *ret,
+                                 qs_error **errp)
+{
+    if (s->negotiated) {
+        qs_error_set(errp, QS_ERR_COMMAND_NOT_FOUND,
+                     "Capabilities negotiation is already complete, command ignored");
+        return false;
+    }
+    const json_t *enable = json_object_get(args, "enable");
+    if (json_array_size(enable)) {
+        qs_error_setg(errp, "Capability %s not available",
+                      json_string_value(json_array_get(enable, 0)));
+        return false;
+    }
+    s->negotiated = true;
+    qs_jw_begin_object(ret);
+    qs_jw_end_object(ret);
+    return true;
+}
+
+static bool cmd_query_version(qs_qmp_session *s, const json_t *args, qs_jw *ret,
+                              qs_error **errp)
+{
+    qs_jw_begin_object(ret);
+    qs_jw_key(ret, "qemu");
+    qs_jw_begin_object(ret);
+    qs_jw_key(ret, "micro"); qs_jw_i64(ret, QS_VERSION_MICRO);
+    qs_jw_key(ret, "minor"); qs_jw_i64(ret, QS_VERSION_MINOR);
+    qs_jw_key(ret, "major"); qs_jw_i64(ret, QS_VERSION_MAJOR);
+    qs_jw_end_object(ret);
+    qs_jw_key(ret, "package"); qs_jw_str(ret, "qstats " QS_VERSION_STRING);
+    qs_jw_end_object(ret);
+    return true;
+}
+
+static bool cmd_query_commands(qs_qmp_session *s, const json_t *args, qs_jw *ret,
+                               qs_error **errp)
+{
+    const qs_qapi *qapi = s->server->qapi;
+    qs_jw_begin_array(ret);
+    for (size_t i = 0; i < qs_qapi_command_count(qapi); i++) {
+        qs_jw_begin_object(ret);
+        qs_jw_key(ret, "name");
+        qs_jw_str(ret, qs_qapi_command_name(qapi, i));
+        qs_jw_end_object(ret);
+    }
+    qs_jw_end_array(ret);
+    return true;
+}
+
+static bool cmd_query_qmp_schema(qs_qmp_session *s, const json_t *args, qs_jw *ret,
+                                 qs_error **errp)
+{
+    put_json(ret, qs_qapi_schema(s->server->qapi));
+    return true;
+}
+
+static bool cmd_query_name(qs_qmp_session *s, const json_t *args, qs_jw *ret,
+                           qs_error **errp)
+{
+    qs_jw_begin_object(ret);
+    if (s->server->cfg.name) {
+        qs_jw_key(ret, "name");
+        qs_jw_str(ret, s->server->cfg.name);
+    }
+    qs_jw_end_object(ret);
+    return true;
+}
+
+static bool cmd_quit(qs_qmp_session *s, const json_t *args, qs_jw *ret, qs_error **errp)
+{
+    qs_qmp_request_quit(s);
+    qs_jw_begin_object(ret);
+    qs_jw_end_object(ret);
+    return true;
+}
+
+/* ---- stats ------------------------------------------------------------- */
+
+/* Borrowed views of a JSON string array (the JSON outlives the query). */
+static const char **strlist_of(const json_t *arr, qs_strlist *l)
+{
+    size_t n = json_array_size(arr);
+    const char **v = qs_calloc(n ? n : 1, sizeof(*v));
+    for (size_t i = 0; i < n; i++)
+        v[i] = json_string_value(json_array_get(arr, i));
+    l->n = n;
+    l->v = v;
+    return v;
+}
+
+static void encode_value(qs_jw *w, const qs_results *r, const qs_stat *st)
+{
+    const uint64_t *v = qs_results_values(r, st->off);
+    switch (qs_schema_value_kind(st->desc)) {
+    case QS_VALUE_SCALAR:
+        qs_jw_u64(w, v[0]);
+        break;
+    case QS_VALUE_BOOLEAN:
+        qs_jw_bool(w, v[0] != 0);
+        break;
+    case QS_VALUE_LIST:
+        qs_jw_begin_array(w);
+        for (uint32_t i = 0; i < st->desc->size; i++)
+            qs_jw_u64(w, v[i]);
+        qs_jw_end_array(w);
+        break;
+    }
+}
+
+static void encode_results(qs_jw *w, const qs_results *r)
+{
+    qs_jw_begin_array(w);
+    for (size_t i = 0; i < r->nres; i++) {
+        const qs_result *res = &r->res[i];
+        qs_jw_begin_object(w);
+        qs_jw_key(w, "provider");
+        qs_jw_str(w, qs_provider_name(res->provider));
+        if (res->qom_path) {
+            qs_jw_key(w, "qom-path");
+            qs_jw_str(w, res->qom_path);
+        }
+        qs_jw_key(w, "stats");
+        qs_jw_begin_array(w);
+        for (size_t j = res->first; j < res->first + res->count; j++) {
+            qs_jw_begin_object(w);
+            qs_jw_key(w, "name");
+            qs_jw_str(w, r->stats[j].desc->name);
+            qs_jw_key(w, "value");
+            encode_value(w, r, &r->stats[j]);
+            qs_jw_end_object(w);
+        }
+        qs_jw_end_array(w);
+        qs_jw_end_object(w);
+    }
+    qs_jw_end_array(w);
+}
+
+static bool cmd_query_stats(qs_qmp_session *s, const json_t *args, qs_jw *ret,
+                            qs_error **errp)
+{
+    const json_t *providers = json_object_get(args, "providers");
+    const json_t *vcpus = json_object_get(args, "vcpus");
+    size_t np = json_array_size(providers);
+    qs_stats_request *reqs = qs_calloc(np ? np : 1, sizeof(*reqs));
+    const char **lists[np + 1];
+    qs_filter f = {
+        .target = qs_target_lookup(arg_str(args, "target")),
+        .has_providers = providers != NULL,
+        .nproviders = np,
+        .providers = reqs,
+        .has_vcpus = vcpus != NULL,
+    };
+    for (size_t i = 0; i < np; i++) {
+        const json_t *req = json_array_get(providers, i);
+        const json_t *names = json_object_get(req, "names");
+        reqs[i].provider = qs_provider_lookup(arg_str(req, "provider"));
+        reqs[i].has_names = names != NULL;
+        lists[i] = strlist_of(names, &reqs[i].names);
+    }
+    lists[np] = strlist_of(vcpus, &f.vcpus);
+
+    qs_qmp *q = s->server;
+    bool ok = qs_registry_query_stats(q->cfg.reg, &f, &q->results, errp);
+    if (ok)
+        encode_results(ret, &q->results);
+    for (size_t i = 0; i <= np; i++)
+        free(lists[i]);
+    free(reqs);
+    return ok;
+}
+
+static void encode_schema_value(qs_jw *w, const qs_schema_value *sv)
+{
+    qs_jw_begin_object(w);
+    qs_jw_key(w, "name");
+    qs_jw_str(w, sv->name);
+    qs_jw_key(w, "type");
+    qs_jw_str(w, qs_stat_type_name(sv->type));
+    if (sv->unit != QS_UNIT_NONE) {
+        qs_jw_key(w, "unit");
+        qs_jw_str(w, qs_unit_name(sv->unit));
+    }
+    if (sv->base && sv->exponent) {
+        qs_jw_key(w, "base");
+        qs_jw_i64(w, sv->base);
+    }
+    qs_jw_key(w, "exponent");
+    qs_jw_i64(w, sv->exponent);
+    if (sv->type == QS_TYPE_LINEAR_HIST) {
+        qs_jw_key(w, "bucket-size");
+        qs_jw_u64(w, sv->bucket_size);
+    }
+    qs_jw_end_object(w);
+}
+
+static bool cmd_query_stats_schemas(qs_qmp_session *s, const json_t *args, qs_jw *ret,
+                                    qs_error **errp)
+{
+    qs_qmp *q = s->server;
+    const char *prov = arg_str(args, "provider");
+    if (!qs_registry_query_schemas(q->cfg.reg, prov ? qs_provider_lookup(prov) : -1,
+                                   &q->schemas, errp))
+        return false;
+    qs_jw_begin_array(ret);
+    for (size_t i = 0; i < q->schemas.n; i++) {
+        const qs_schema *sc = &q->schemas.v[i];
+        qs_jw_begin_object(ret);
+        qs_jw_key(ret, "provider");
+        qs_jw_str(ret, qs_provider_name(sc->provider));
+        qs_jw_key(ret, "target");
+        qs_jw_str(ret, qs_target_name(sc->target));
+        qs_jw_key(ret, "stats");
+        qs_jw_begin_array(ret);
+        for (size_t j = 0; j < sc->n; j++)
+            encode_schema_value(ret, &sc->stats[j]);
+        qs_jw_end_array(ret);
+        qs_jw_end_object(ret);
+    }
+    qs_jw_end_array(ret);
+    return true;
+}
+
+/* ---- QOM --------------------------------------------------------------- */
+
+static bool cmd_qom_list(qs_qmp_session *s, const json_t *args, qs_jw *ret,
+                         qs_error **errp)
+{
+    qs_prop_info *props;
+    size_t n;
+    if (!qs_registry_qom_list(s->server->cfg.reg, arg_str(args, "path"), &props, &n, errp))
+        return false;
+    qs_jw_begin_array(ret);
+    for (size_t i = 0; i < n; i++) {
+        qs_jw_begin_object(ret);
+        qs_jw_key(ret, "name");
+        qs_jw_str(ret, props[i].name);
+        qs_jw_key(ret, "type");
+        qs_jw_str(ret, props[i].type);
+        qs_jw_end_object(ret);
+    }
+    qs_jw_end_array(ret);
+    qs_prop_info_free(props, n);
+    return true;
+}
+
+static bool cmd_qom_get(qs_qmp_session *s, const json_t *args, qs_jw *ret,
+                        qs_error **errp)
+{
+    return qs_registry_qom_get(s->server->cfg.reg, arg_str(args, "path"),
+                               arg_str(args, "property"), ret, errp);
+}
+
+static void input_of(const json_t *v, qs_input *in)
+{
+    memset(in, 0, sizeof(*in));
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: in->kind = QS_IN_OBJECT; break;
+    case JSON_ARRAY: in->kind = QS_IN_ARRAY; break;
+    case JSON_STRING: in->kind = QS_IN_STRING; in->s = json_string_value(v); break;
+    case JSON_INTEGER: in->kind = QS_IN_INT; in->i = json_integer_value(v); break;
+    case JSON_REAL: in->kind = QS_IN_REAL; in->d = json_real_value(v); break;
+    case JSON_TRUE: case JSON_FALSE: in->kind = QS_IN_BOOL; in->b = json_is_true(v); break;
+    default: in->kind = QS_IN_NULL; break;
+    }
+}
+
+static bool cmd_qom_set(qs_qmp_session *s, const json_t *args, qs_jw *ret,
+                        qs_error **errp)
+{
+    qs_input in;
+    input_of(json_object_get(args, "value"), &in);
+    if (!qs_registry_qom_set(s->server->cfg.reg, arg_str(args, "path"),
+                             arg_str(args, "property"), &in, errp))
+        return false;
+    qs_jw_begin_object(ret);
+    qs_jw_end_object(ret);
+    return true;
+}
+
+/* ---- human monitor, balloon -------------------------------------------- */
+
+static bool cmd_human_monitor_command(qs_qmp_session *s, const json_t *args, qs_jw *ret,
+                                      qs_error **errp)
+{
+    qs_hmp *hmp = s->server->cfg.hmp;
+    if (!hmp) {
+        qs_error_setg(errp, "The human monitor is not available");
+        return false;
+    }
+    qs_hmp_monitor *m = qs_hmp_monitor_new(hmp);
+    const json_t *cpu = json_object_get(args, "cpu-index");
+    qs_error *err = NULL;
+    if (cpu && !qs_hmp_monitor_set_cpu(m, json_integer_value(cpu), &err)) {
+        qs_error_free(err);
+        qs_hmp_monitor_free(m);
+        qs_error_setg(errp, "Parameter 'cpu-index' expects a CPU number");
+        return false;
+    }
+    qs_buf out;
+    qs_buf_init(&out);
+    qs_hmp_execute(m, arg_str(args, "command-line"), &out);
+    qs_jw_str(ret, out.data ? out.data : "");
+    qs_buf_free(&out);
+    qs_hmp_monitor_free(m);
+    return true;
+}
+
+static bool cmd_query_balloon(qs_qmp_session *s, const json_t *args, qs_jw *ret,
+                              qs_error **errp)
+{
+    qs_balloon *b = s->server->cfg.balloon;
+    if (!b) {
+        qs_error_set(errp, QS_ERR_DEVICE_NOT_ACTIVE, "No balloon device has been activated");
+        return false;
+    }
+    qs_jw_begin_object(ret);
+    qs_jw_key(ret, "actual");
+    qs_jw_u64(ret, qs_balloon_actual(b));
+    qs_jw_end_object(ret);
+    return true;
+}
+
+/* ---- fd passing (getfd.c) ---------------------------------------------- */
+
+bool qs_qmp_cmd_getfd(qs_qmp_session *s, const json_t *args, qs_jw *ret, qs_error **errp);
+bool qs_qmp_cmd_closefd(qs_qmp_session *s, const json_t *args, qs_jw *ret, qs_error **errp);
+bool qs_qmp_cmd_add_stats_fd(qs_qmp_session *s, const json_t *args, qs_jw *ret, qs_error **errp);
+bool qs_qmp_cmd_remove_stats_fd(qs_qmp_session *s, const json_t *args, qs_jw *ret, qs_error **errp);
+
+static const struct {
+    const char *name;
+    qs_qmp_cmd_fn fn;
+} handlers[] = {
+    { "qmp_capabilities", cmd_qmp_capabilities },
+    { "query-version", cmd_query_version },
+    { "query-commands", cmd_query_commands },
+    { "query-qmp-schema", cmd_query_qmp_schema },
+    { "query-name", cmd_query_name },
+    { "quit", cmd_quit },
+    { "query-stats", cmd_query_stats },
+    { "query-stats-schemas", cmd_query_stats_schemas },
+    { "qom-list", cmd_qom_list },
+    { "qom-get", cmd_qom_get },
+    { "qom-set", cmd_qom_set },
+    { "human-monitor-command", cmd_human_monitor_command },
+    { "query-balloon", cmd_query_balloon },
+    { "getfd", qs_qmp_cmd_getfd },
+    { "closefd", qs_qmp_cmd_closefd },
+    { "add-stats-fd", qs_qmp_cmd_add_stats_fd },
+    { "remove-stats-fd", qs_qmp_cmd_remove_stats_fd },
+};
+
+qs_qmp_cmd_fn qs_qmp_find_handler(const char *name)
+{
+    for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
+        if (strcmp(handlers[i].name, name) == 0)
+            return handlers[i].fn;
+    return NULL;
+}

@@ -1,0 +1,152 @@
+/*
+ * getfd.c - file descriptors over QMP: getfd/closefd keep fds received with
+ * SCM_RIGHTS in the session's table under a name, as QEMU does, and
+ * add-stats-fd hands a named fd to the kvm provider, which validates it as
+ * a KVM binary-stats file before anything reads it.  This is how a VMM
+ * other than qstatsd's own micro-VM gets its VM into query-stats (the
+ * kernel lets only the owning process call KVM_GET_STATS_FD).
+ */
+#include <ctype.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "qs-kvm.h"
+
+static const char *arg_str(const json_t *args, const char *key)
+{
+    return json_string_value(json_object_get(args, key));
+}
+
+static ssize_t find_named(const qs_qmp_session *s, const char *name)
+{
+    for (size_t i = 0; i < s->nfds; i++)
+        if (strcmp(s->fds[i].name, name) == 0)
+            return (ssize_t)i;
+    return -1;
+}
+
+/* Removes the named fd from the table and returns it (the caller owns it). */
+static int take_named(qs_qmp_session *s, const char *name, qs_error **errp)
+{
+    ssize_t i = find_named(s, name);
+    if (i < 0) {
+        qs_error_setg(errp, "File descriptor named '%s' not found", name);
+        return -1;
+    }
+    int fd = s->fds[i].fd;
+    free(s->fds[i].name);
+    s->fds[i] = s->fds[--s->nfds];
+    return fd;
+}
+
+static void empty_return(qs_jw *ret)
+{
+    qs_jw_begin_object(ret);
+    qs_jw_end_object(ret);
+}
+
+bool qs_qmp_cmd_getfd(qs_qmp_session *s, const json_t *args, qs_jw *ret, qs_error **errp)
+{
+    const char *name = arg_str(args, "fdname");
+    if (!s->is_unix) {
+        qs_error_setg(errp, "No file descriptor supplied via SCM_RIGHTS "
+                      "(file descriptors can only be passed over a unix socket)");
+        return false;
+    }
+    int fd = qs_qmp_session_take_passed_fd(s);
+    if (fd < 0) {
+        qs_error_setg(errp, "No file descriptor supplied via SCM_RIGHTS");
+        return false;
+    }
+    if (isdigit((unsigned char)name[0])) {
+        close(fd);
+        qs_error_setg(errp, "Parameter 'fdname' expects a name not starting with a digit");
+        return false;
+    }
+    ssize_t i = find_named(s, name);
+    if (i >= 0) {                      /* a new fd replaces the old one */
+        close(s->fds[i].fd);
+        s->fds[i].fd = fd;
+    } else {
+        s->fds = qs_realloc(s->fds, (s->nfds + 1) * sizeof(*s->fds));
+        s->fds[s->nfds++] = (qs_named_fd){ .name = qs_strdup(name), .fd = fd };
+    }
+    empty_return(ret);
+    return true;
+}
+
+bool qs_qmp_cmd_closefd(qs_qmp_session *s, const json_t *args, qs_jw *ret, qs_error **errp)
+{
+    int fd = take_named(s, arg_str(args, "fdname"), errp);
+    if (fd < 0)
+        return false;
+    close(fd);
+    empty_return(ret);
+    return true;
+}
+
+static bool check_stats_fd_args(qs_qmp_session *s, const json_t *args, qs_target *target,
+                                qs_error **errp)
+{
+    const char *prov = arg_str(args, "provider");
+    const char *path = arg_str(args, "qom-path");
+    *target = qs_target_lookup(arg_str(args, "target"));
+    if (!s->server->cfg.kvm) {
+        qs_error_setg(errp, "The kvm provider is not available");
+        return false;
+    }
+    if (prov && strcmp(prov, "kvm") != 0) {
+        qs_error_setg(errp, "Provider '%s' does not take stats fds", prov);
+        return false;
+    }
+    if (*target == QS_TARGET_VCPU && !path) {
+        qs_error_setg(errp, "Parameter 'qom-path' is missing");
+        return false;
+    }
+    if (*target == QS_TARGET_VM && path) {
+        qs_error_setg(errp, "Parameter 'qom-path' is unexpected for target 'vm'");
+        return false;
+    }
+    if (*target == QS_TARGET_CRYPTODEV) {
+        qs_error_setg(errp, "Target 'cryptodev' does not take stats fds");
+        return false;
+    }
+    return true;
+}
+
+bool qs_qmp_cmd_add_stats_fd(qs_qmp_session *s, const json_t *args, qs_jw *ret,
+                             qs_error **errp)
+{
+    qs_target target;
+    if (!check_stats_fd_args(s, args, &target, errp))
+        return false;
+    int fd = take_named(s, arg_str(args, "fdname"), errp);
+    if (fd < 0)
+        return false;
+    qs_kvm_provider *kvm = s->server->cfg.kvm;
+    bool ok = target == QS_TARGET_VM
+        ? qs_kvm_provider_set_vm(kvm, fd, errp)
+        : qs_kvm_provider_add_vcpu(kvm, arg_str(args, "qom-path"), fd, errp);
+    if (!ok) {
+        close(fd);               /* refused: the fd is not kept anywhere */
+        return false;
+    }
+    empty_return(ret);
+    return true;
+}
+
+bool qs_qmp_cmd_remove_stats_fd(qs_qmp_session *s, const json_t *args, qs_jw *ret,
+                                qs_error **errp)
+{
+    qs_target target;
+    if (!check_stats_fd_args(s, args, &target, errp))
+        return false;
+    qs_kvm_provider *kvm = s->server->cfg.kvm;
+    bool ok = target == QS_TARGET_VM
+        ? qs_kvm_provider_remove_vm(kvm, errp)
+        : qs_kvm_provider_remove_vcpu(kvm, arg_str(args, "qom-path"), errp);
+    if (ok)
+        empty_return(ret);
+    return ok;
+}

@@ -1,0 +1,96 @@
+/* internal.h - qmp-private: the server, its sessions and the command table. */
+#ifndef QS_QMP_INTERNAL_H
+#define QS_QMP_INTERNAL_H
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "qs-qmp.h"
+#include "qapi.h"
+
+#define QS_QMP_MAX_FDS 16            /* fds a session may hold (getfd + unclaimed) */
+#define QS_QMP_MAX_INPUT (64u << 20) /* QEMU's token size limit */
+#define QS_QMP_MAX_DEPTH 1024
+#define QS_QMP_OUT_HIGH (8u << 20)   /* stop reading a client that does not read */
+
+/* Splits a byte stream into top-level JSON texts, as QEMU's streamer does:
+ * by balanced brackets outside strings. */
+typedef struct qs_json_splitter {
+    qs_buf acc;
+    int depth;
+    char quote;          /* 0, '"' or '\'' while inside a string */
+    bool escape;
+    bool overflow;       /* the current text went over a limit; skip it */
+    bool in_token;       /* a top-level scalar token is being collected */
+} qs_json_splitter;
+
+/* text is one complete top-level JSON text (single-quoted strings already
+ * rewritten to double quotes), or NULL with `error` set when a limit was
+ * exceeded; the splitter then skips to the end of that value. */
+typedef void (*qs_json_text_fn)(void *opaque, const char *text, size_t len,
+                                const char *error);
+void qs_json_splitter_init(qs_json_splitter *sp);
+void qs_json_splitter_free(qs_json_splitter *sp);
+void qs_json_splitter_feed(qs_json_splitter *sp, const char *data, size_t len,
+                           qs_json_text_fn fn, void *opaque);
+
+typedef struct qs_named_fd {
+    char *name;
+    int fd;
+} qs_named_fd;
+
+typedef struct qs_qmp_session {
+    qs_qmp *server;
+    int fd;
+    bool is_unix;
+    bool negotiated;
+    bool closing;
+    uv_poll_t poll;
+    int poll_events;
+    qs_json_splitter splitter;
+    qs_buf out;               /* pending output */
+    size_t out_sent;
+    int passed_fds[QS_QMP_MAX_FDS];   /* received with SCM_RIGHTS, not yet claimed */
+    size_t npassed;
+    qs_named_fd *fds;         /* getfd table */
+    size_t nfds;
+    struct qs_qmp_session *next;
+} qs_qmp_session;
+
+typedef struct qs_qmp_listener {
+    qs_qmp *server;
+    int fd;
+    bool is_unix;
+    char *unlink_path;
+    uv_poll_t poll;
+    struct qs_qmp_listener *next;
+} qs_qmp_listener;
+
+struct qs_qmp {
+    uv_loop_t *loop;
+    qs_qmp_config cfg;
+    qs_qapi *qapi;
+    qs_results results;       /* reused by every query-stats */
+    qs_schemas schemas;
+    qs_qmp_listener *listeners;
+    qs_qmp_session *sessions;
+    bool quitting;
+    int pending_closes;
+    bool freed;
+};
+
+/* A command handler writes its return value with `ret`. */
+typedef bool (*qs_qmp_cmd_fn)(qs_qmp_session *s, const json_t *args, qs_jw *ret,
+                              qs_error **errp);
+qs_qmp_cmd_fn qs_qmp_find_handler(const char *name);
+
+/* protocol.c */
+void qs_qmp_session_handle_text(qs_qmp_session *s, const char *text, size_t len,
+                                const char *error);
+void qs_qmp_send_greeting(qs_qmp_session *s);
+/* server.c */
+void qs_qmp_session_flush(qs_qmp_session *s);
+int qs_qmp_session_take_passed_fd(qs_qmp_session *s);
+void qs_qmp_request_quit(qs_qmp_session *s);
+
+#endif

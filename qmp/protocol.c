@@ -1,0 +1,180 @@
+/*
+ * protocol.c - one QMP request from text to reply: JSON parsing (jansson),
+ * the request envelope checks, capabilities negotiation, schema validation
+ * and dispatch, with QEMU's error texts (qemu-reference.md §6).  Replies are
+ * written straight into the session's output buffer: a handler's return
+ * value is encoded in place, and on error the partial output is cut back
+ * and replaced by the error object.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+#define DUMP_FLAGS (JSON_ENCODE_ANY | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER)
+
+static void put_error(qs_buf *out, const qs_error *err)
+{
+    qs_buf_puts(out, "{\"error\": {\"class\": ");
+    qs_json_put_string(out, qs_error_class_name(err->cls));
+    qs_buf_puts(out, ", \"desc\": ");
+    qs_json_put_string(out, err->msg);
+    qs_buf_putc(out, '}');
+}
+
+static void put_id_and_end(qs_buf *out, const json_t *id)
+{
+    if (id) {
+        char *s = json_dumps(id, DUMP_FLAGS);
+        qs_buf_puts(out, ", \"id\": ");
+        qs_buf_puts(out, s ? s : "null");
+        free(s);
+    }
+    qs_buf_puts(out, "}\r\n");
+}
+
+static void reply_error(qs_qmp_session *s, const json_t *id, qs_error *err)
+{
+    put_error(&s->out, err);
+    put_id_and_end(&s->out, id);
+    qs_error_free(err);
+}
+
+/* QEMU's parser says why a text is not JSON in a few fixed phrases. */
+static void reply_parse_error(qs_qmp_session *s, const char *text, size_t len,
+                              const json_error_t *jerr)
+{
+    qs_error *err = NULL;
+    if (strstr(jerr->text, "duplicate"))
+        qs_error_setg(&err, "JSON parse error, duplicate key");
+    else if (strstr(jerr->text, "':' expected"))
+        qs_error_setg(&err, "JSON parse error, missing : in object pair");
+    else if (len && strchr("tfn", text[0]) && !memchr(text, '{', len) && !memchr(text, '[', len))
+        qs_error_setg(&err, "JSON parse error, invalid keyword '%.*s'", (int)(len > 64 ? 64 : len), text);
+    else
+        qs_error_setg(&err, "JSON parse error, expecting value");
+    reply_error(s, NULL, err);
+}
+
+/* The request envelope, checked as QEMU's qmp_dispatch does. */
+static const char *check_envelope(const json_t *req, bool *oob, qs_error **errp)
+{
+    const json_t *exec = json_object_get(req, "execute");
+    const json_t *exec_oob = json_object_get(req, "exec-oob");
+    const json_t *args = json_object_get(req, "arguments");
+    const char *key;
+    json_t *val;
+
+    json_object_foreach((json_t *)req, key, val) {
+        if (strcmp(key, "execute") && strcmp(key, "exec-oob") &&
+            strcmp(key, "arguments") && strcmp(key, "id")) {
+            qs_error_setg(errp, "QMP input member '%s' is unexpected", key);
+            return NULL;
+        }
+    }
+    if (exec && !json_is_string(exec)) {
+        qs_error_setg(errp, "QMP input member 'execute' must be a string");
+        return NULL;
+    }
+    if (exec_oob && !json_is_string(exec_oob)) {
+        qs_error_setg(errp, "QMP input member 'exec-oob' must be a string");
+        return NULL;
+    }
+    if (exec && exec_oob) {
+        qs_error_setg(errp, "QMP input member 'execute' clashes with 'exec-oob'");
+        return NULL;
+    }
+    if (!exec && !exec_oob) {
+        qs_error_setg(errp, "QMP input lacks member 'execute'");
+        return NULL;
+    }
+    if (args && !json_is_object(args)) {
+        qs_error_setg(errp, "QMP input member 'arguments' must be an object");
+        return NULL;
+    }
+    *oob = exec_oob != NULL;
+    return json_string_value(exec ? exec : exec_oob);
+}
+
+static bool dispatch(qs_qmp_session *s, const char *name, bool oob,
+                     const json_t *args, qs_error **errp)
+{
+    qs_qmp *q = s->server;
+    qs_qmp_cmd_fn fn = qs_qapi_has_command(q->qapi, name) ? qs_qmp_find_handler(name) : NULL;
+
+    if (!fn || (!s->negotiated && strcmp(name, "qmp_capabilities") != 0)) {
+        qs_error_set(errp, QS_ERR_COMMAND_NOT_FOUND, !s->negotiated
+                     ? "Expecting capabilities negotiation with 'qmp_capabilities'"
+                     : "The command %s has not been found", name);
+        return false;
+    }
+    if (oob) {
+        qs_error_setg(errp, "The command %s does not support OOB", name);
+        return false;
+    }
+    if (!qs_qapi_validate_args(q->qapi, name, args, errp))
+        return false;
+
+    size_t mark = s->out.len;
+    qs_jw w;
+    qs_buf_puts(&s->out, "{\"return\": ");
+    qs_jw_init(&w, &s->out);
+    if (!fn(s, args, &w, errp)) {
+        s->out.len = mark;
+        s->out.data[mark] = 0;
+        return false;
+    }
+    return true;
+}
+
+static void handle_request(qs_qmp_session *s, const json_t *req)
+{
+    qs_error *err = NULL;
+    const json_t *id = json_is_object(req) ? json_object_get(req, "id") : NULL;
+    bool oob = false;
+    const char *name;
+
+    if (!json_is_object(req)) {
+        qs_error_setg(&err, "QMP input must be a JSON object");
+        reply_error(s, NULL, err);
+        return;
+    }
+    name = check_envelope(req, &oob, &err);
+    if (!name) {
+        reply_error(s, id, err);
+        return;
+    }
+    json_t *empty = NULL;
+    const json_t *args = json_object_get(req, "arguments");
+    if (!args)
+        args = empty = json_object();
+    if (dispatch(s, name, oob, args, &err))
+        put_id_and_end(&s->out, id);
+    else
+        reply_error(s, id, err);
+    json_decref(empty);
+}
+
+void qs_qmp_session_handle_text(qs_qmp_session *s, const char *text, size_t len,
+                                const char *error)
+{
+    json_error_t jerr;
+    if (error) {
+        qs_error *err = NULL;
+        qs_error_setg(&err, "%s", error);
+        reply_error(s, NULL, err);
+        return;
+    }
+    json_t *req = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    if (!req)
+        reply_parse_error(s, text, len, &jerr);
+    else
+        handle_request(s, req);
+    json_decref(req);
+}
+
+void qs_qmp_send_greeting(qs_qmp_session *s)
+{
+    qs_buf_printf(&s->out, "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": %d, \"minor\": %d, "
+                  "\"major\": %d}, \"package\": \"qstats %s\"}, \"capabilities\": []}}\r\n",
+                  QS_VERSION_MICRO, QS_VERSION_MINOR, QS_VERSION_MAJOR, QS_VERSION_STRING);
+}

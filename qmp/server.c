@@ -1,0 +1,381 @@
+/*
+ * server.c - QMP transport: listening sockets (unix, tcp) and client
+ * sessions on the caller's libuv loop.  Sockets are plain non-blocking fds
+ * watched with uv_poll rather than uv_stream, because getfd needs the
+ * SCM_RIGHTS data of the very message that carries the command, for any
+ * kind of fd (stats fds are anonymous inodes, which uv_pipe cannot accept).
+ * A session that stops reading its replies is paused, then dropped if its
+ * backlog keeps growing: one bad client never stalls the others.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static void session_update_poll(qs_qmp_session *s);
+
+qs_qmp *qs_qmp_new(uv_loop_t *loop, const qs_qmp_config *cfg, qs_error **errp)
+{
+    qs_qapi *qapi = qs_qapi_load_builtin(errp);
+    if (!qapi)
+        return NULL;
+    qs_qmp *q = qs_calloc(1, sizeof(*q));
+    q->loop = loop;
+    q->cfg = *cfg;
+    q->qapi = qapi;
+    qs_results_init(&q->results);
+    qs_schemas_init(&q->schemas);
+    return q;
+}
+
+/* ---- sessions ---------------------------------------------------------- */
+
+static void maybe_release(qs_qmp *q)
+{
+    if (q->freed && q->pending_closes == 0) {
+        qs_results_destroy(&q->results);
+        qs_schemas_destroy(&q->schemas);
+        qs_qapi_free(q->qapi);
+        free(q);
+    }
+}
+
+static void session_closed(uv_handle_t *h)
+{
+    qs_qmp_session *s = h->data;
+    qs_qmp *q = s->server;
+    close(s->fd);
+    for (size_t i = 0; i < s->npassed; i++)
+        close(s->passed_fds[i]);
+    for (size_t i = 0; i < s->nfds; i++) {
+        close(s->fds[i].fd);
+        free(s->fds[i].name);
+    }
+    free(s->fds);
+    qs_buf_free(&s->out);
+    qs_json_splitter_free(&s->splitter);
+    free(s);
+    q->pending_closes--;
+    maybe_release(q);
+}
+
+static void session_close(qs_qmp_session *s)
+{
+    if (s->closing)
+        return;
+    s->closing = true;
+    for (qs_qmp_session **p = &s->server->sessions; *p; p = &(*p)->next) {
+        if (*p == s) {
+            *p = s->next;
+            break;
+        }
+    }
+    s->server->pending_closes++;
+    uv_poll_stop(&s->poll);
+    uv_close((uv_handle_t *)&s->poll, session_closed);
+}
+
+/* Keeps fds received with SCM_RIGHTS until getfd claims them. */
+static void stash_fds(qs_qmp_session *s, struct msghdr *msg)
+{
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        int *fds = (int *)CMSG_DATA(c);
+        for (size_t i = 0; i < n; i++) {
+            if (s->npassed < QS_QMP_MAX_FDS)
+                s->passed_fds[s->npassed++] = fds[i];
+            else
+                close(fds[i]);
+        }
+    }
+}
+
+int qs_qmp_session_take_passed_fd(qs_qmp_session *s)
+{
+    if (!s->npassed)
+        return -1;
+    int fd = s->passed_fds[0];
+    memmove(s->passed_fds, s->passed_fds + 1, --s->npassed * sizeof(int));
+    return fd;
+}
+
+static void on_text(void *opaque, const char *text, size_t len, const char *error)
+{
+    qs_qmp_session *s = opaque;
+    if (!s->closing)
+        qs_qmp_session_handle_text(s, text, len, error);
+}
+
+static void session_read(qs_qmp_session *s)
+{
+    char data[65536];
+    union { char buf[CMSG_SPACE(sizeof(int) * QS_QMP_MAX_FDS)]; struct cmsghdr align; } ctl;
+    struct iovec iov = { .iov_base = data, .iov_len = sizeof(data) };
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+    if (s->is_unix) {
+        msg.msg_control = ctl.buf;
+        msg.msg_controllen = sizeof(ctl.buf);
+    }
+    ssize_t n = recvmsg(s->fd, &msg, MSG_CMSG_CLOEXEC);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        session_close(s);
+        return;
+    }
+    if (s->is_unix)
+        stash_fds(s, &msg);
+    qs_json_splitter_feed(&s->splitter, data, (size_t)n, on_text, s);
+    if (!s->closing)
+        qs_qmp_session_flush(s);
+}
+
+void qs_qmp_session_flush(qs_qmp_session *s)
+{
+    while (s->out_sent < s->out.len) {
+        ssize_t n = send(s->fd, s->out.data + s->out_sent, s->out.len - s->out_sent,
+                         MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            break;
+        if (n < 0) {
+            session_close(s);
+            return;
+        }
+        s->out_sent += (size_t)n;
+    }
+    if (s->out_sent == s->out.len) {
+        qs_buf_reset(&s->out);
+        s->out_sent = 0;
+        if (s->server->quitting && s->server->cfg.on_quit) {
+            s->server->quitting = false;
+            s->server->cfg.on_quit(s->server->cfg.opaque);
+            return;
+        }
+    }
+    session_update_poll(s);
+}
+
+static void session_on_poll(uv_poll_t *h, int status, int events)
+{
+    qs_qmp_session *s = h->data;
+    if (status < 0) {
+        session_close(s);
+        return;
+    }
+    if (events & UV_WRITABLE)
+        qs_qmp_session_flush(s);
+    if (!s->closing && (events & (UV_READABLE | UV_DISCONNECT)))
+        session_read(s);
+}
+
+/* Reads only while the backlog of unsent replies is small. */
+static void session_update_poll(qs_qmp_session *s)
+{
+    if (s->closing)
+        return;
+    size_t backlog = s->out.len - s->out_sent;
+    int ev = backlog ? UV_WRITABLE : 0;
+    if (backlog < QS_QMP_OUT_HIGH)
+        ev |= UV_READABLE | UV_DISCONNECT;
+    if (ev != s->poll_events) {
+        s->poll_events = ev;
+        uv_poll_start(&s->poll, ev, session_on_poll);
+    }
+}
+
+void qs_qmp_request_quit(qs_qmp_session *s)
+{
+    s->server->quitting = true;
+}
+
+static void session_new(qs_qmp *q, int fd, bool is_unix)
+{
+    qs_qmp_session *s = qs_calloc(1, sizeof(*s));
+    s->server = q;
+    s->fd = fd;
+    s->is_unix = is_unix;
+    qs_buf_init(&s->out);
+    qs_json_splitter_init(&s->splitter);
+    if (uv_poll_init(q->loop, &s->poll, fd) < 0) {
+        close(fd);
+        free(s);
+        return;
+    }
+    s->poll.data = s;
+    s->next = q->sessions;
+    q->sessions = s;
+    qs_qmp_send_greeting(s);
+    qs_qmp_session_flush(s);
+}
+
+/* ---- listeners --------------------------------------------------------- */
+
+static void listener_on_poll(uv_poll_t *h, int status, int events)
+{
+    qs_qmp_listener *l = h->data;
+    for (int i = 0; i < 64; i++) {
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return;
+        session_new(l->server, fd, l->is_unix);
+    }
+}
+
+static int listen_unix(const char *path, qs_error **errp)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        qs_error_setg(errp, "UNIX socket path '%s' is too long", path);
+        return -1;
+    }
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    unlink(path);
+    mode_t old = umask(0177);          /* the socket is created 0600 */
+    int r = fd < 0 ? -1 : bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+    umask(old);
+    if (r < 0 || listen(fd, 64) < 0) {
+        qs_error_setg(errp, "Failed to listen on '%s': %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Splits "HOST:PORT" or "[V6]:PORT". */
+static bool split_host_port(const char *spec, char *host, size_t hostlen, const char **port)
+{
+    const char *colon = strrchr(spec, ':');
+    if (!colon || colon == spec)
+        return false;
+    const char *h = spec;
+    size_t n = (size_t)(colon - spec);
+    if (h[0] == '[' && n >= 2 && h[n - 1] == ']') {
+        h++;
+        n -= 2;
+    }
+    if (n >= hostlen)
+        return false;
+    memcpy(host, h, n);
+    host[n] = 0;
+    *port = colon + 1;
+    return **port != 0;
+}
+
+static bool is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sa->sa_family == AF_INET6)
+        return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+    return false;
+}
+
+int qs_listen_tcp(const char *spec, bool allow_remote, qs_error **errp);
+
+int qs_listen_tcp(const char *spec, bool allow_remote, qs_error **errp)
+{
+    char host[256];
+    const char *port;
+    struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *ai;
+    if (!split_host_port(spec, host, sizeof(host), &port)) {
+        qs_error_setg(errp, "Invalid address '%s': expected HOST:PORT", spec);
+        return -1;
+    }
+    int r = getaddrinfo(host, port, &hints, &ai);
+    if (r) {
+        qs_error_setg(errp, "Invalid address '%s': %s", spec, gai_strerror(r));
+        return -1;
+    }
+    int fd = -1;
+    if (!allow_remote && !is_loopback(ai->ai_addr)) {
+        qs_error_setg(errp, "Refusing to listen on non-loopback address '%s' "
+                      "without --allow-remote", spec);
+    } else {
+        int one = 1;
+        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd >= 0)
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 64) < 0) {
+            qs_error_setg(errp, "Failed to listen on '%s': %s", spec, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(ai);
+    return fd;
+}
+
+bool qs_qmp_listen(qs_qmp *q, const char *spec, bool allow_remote, qs_error **errp)
+{
+    bool is_unix = strncmp(spec, "unix:", 5) == 0;
+    int fd;
+    if (is_unix)
+        fd = listen_unix(spec + 5, errp);
+    else if (strncmp(spec, "tcp:", 4) == 0)
+        fd = qs_listen_tcp(spec + 4, allow_remote, errp);
+    else {
+        qs_error_setg(errp, "Invalid QMP address '%s': expected unix:PATH or tcp:HOST:PORT", spec);
+        return false;
+    }
+    if (fd < 0)
+        return false;
+    qs_qmp_listener *l = qs_calloc(1, sizeof(*l));
+    l->server = q;
+    l->fd = fd;
+    l->is_unix = is_unix;
+    l->unlink_path = is_unix ? qs_strdup(spec + 5) : NULL;
+    uv_poll_init(q->loop, &l->poll, fd);
+    l->poll.data = l;
+    uv_poll_start(&l->poll, UV_READABLE, listener_on_poll);
+    l->next = q->listeners;
+    q->listeners = l;
+    return true;
+}
+
+static void listener_closed(uv_handle_t *h)
+{
+    qs_qmp_listener *l = h->data;
+    qs_qmp *q = l->server;
+    close(l->fd);
+    if (l->unlink_path)
+        unlink(l->unlink_path);
+    free(l->unlink_path);
+    free(l);
+    q->pending_closes--;
+    maybe_release(q);
+}
+
+void qs_qmp_free(qs_qmp *q)
+{
+    if (!q)
+        return;
+    q->freed = true;
+    q->pending_closes++;           /* hold: nothing is released mid-loop */
+    while (q->listeners) {
+        qs_qmp_listener *l = q->listeners;
+        q->listeners = l->next;
+        q->pending_closes++;
+        uv_poll_stop(&l->poll);
+        uv_close((uv_handle_t *)&l->poll, listener_closed);
+    }
+    while (q->sessions)
+        session_close(q->sessions);
+    q->pending_closes--;
+    maybe_release(q);
+}

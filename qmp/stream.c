@@ -1,0 +1,141 @@
+/*
+ * stream.c - splits the QMP byte stream into JSON texts the way QEMU's
+ * json-streamer does: a text ends when its brackets balance (outside
+ * strings); a top-level scalar or stray character is a text of its own.
+ * QEMU also accepts 'single-quoted' strings; they are rewritten to double
+ * quotes here so that jansson, which does the actual parsing, sees
+ * standard JSON.  Over-long or over-deep texts are reported once and
+ * skipped to their end, so one bad request costs only its own reply.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+void qs_json_splitter_init(qs_json_splitter *sp)
+{
+    memset(sp, 0, sizeof(*sp));
+    qs_buf_init(&sp->acc);
+}
+
+void qs_json_splitter_free(qs_json_splitter *sp)
+{
+    qs_buf_free(&sp->acc);
+}
+
+static void emit(qs_json_splitter *sp, qs_json_text_fn fn, void *opaque)
+{
+    if (!sp->overflow)
+        fn(opaque, sp->acc.data ? sp->acc.data : "", sp->acc.len, NULL);
+    qs_buf_reset(&sp->acc);
+    sp->overflow = false;
+    sp->in_token = false;
+    sp->depth = 0;
+}
+
+static void fail(qs_json_splitter *sp, const char *error, qs_json_text_fn fn, void *opaque)
+{
+    if (!sp->overflow)
+        fn(opaque, NULL, 0, error);
+    sp->overflow = true;
+    qs_buf_free(&sp->acc);
+}
+
+static void put(qs_json_splitter *sp, char c, qs_json_text_fn fn, void *opaque)
+{
+    if (sp->overflow)
+        return;
+    if (sp->acc.len >= QS_QMP_MAX_INPUT)
+        fail(sp, "JSON token size limit exceeded", fn, opaque);
+    else
+        qs_buf_putc(&sp->acc, c);
+}
+
+/* Inside a string: copies c, translating a single-quoted string into a
+ * double-quoted one. */
+static void string_char(qs_json_splitter *sp, char c, qs_json_text_fn fn, void *opaque)
+{
+    if (sp->escape) {
+        sp->escape = false;
+        if (c == '\'' && sp->quote == '\'') {
+            sp->acc.len--;            /* drop the backslash: \' is just ' */
+            put(sp, '\'', fn, opaque);
+        } else {
+            put(sp, c, fn, opaque);
+        }
+        return;
+    }
+    if (c == '\\') {
+        sp->escape = true;
+        put(sp, c, fn, opaque);
+    } else if (c == sp->quote) {
+        sp->quote = 0;
+        put(sp, '"', fn, opaque);
+    } else if (c == '"') {            /* a bare " inside 'single quotes' */
+        put(sp, '\\', fn, opaque);
+        put(sp, '"', fn, opaque);
+    } else {
+        put(sp, c, fn, opaque);
+    }
+}
+
+static bool is_delim(char c)
+{
+    return strchr(" \t\r\n{}[],:\"'", c) != NULL;
+}
+
+static void top_level_char(qs_json_splitter *sp, char c, qs_json_text_fn fn, void *opaque)
+{
+    if (sp->in_token) {
+        if (!is_delim(c)) {
+            put(sp, c, fn, opaque);
+            return;
+        }
+        emit(sp, fn, opaque);
+    }
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
+        return;
+    if (c == '{' || c == '[') {
+        put(sp, c, fn, opaque);
+        sp->depth = 1;
+    } else if (c == '"' || c == '\'') {
+        sp->quote = c;
+        put(sp, '"', fn, opaque);
+    } else if (strchr("}],:", c)) {
+        put(sp, c, fn, opaque);
+        emit(sp, fn, opaque);
+    } else {
+        sp->in_token = true;
+        put(sp, c, fn, opaque);
+    }
+}
+
+void qs_json_splitter_feed(qs_json_splitter *sp, const char *data, size_t len,
+                           qs_json_text_fn fn, void *opaque)
+{
+    for (size_t i = 0; i < len; i++) {
+        char c = data[i];
+        if (sp->quote) {
+            string_char(sp, c, fn, opaque);
+            if (!sp->quote && sp->depth == 0)
+                emit(sp, fn, opaque);       /* a top-level string */
+            continue;
+        }
+        if (sp->depth == 0) {
+            top_level_char(sp, c, fn, opaque);
+            continue;
+        }
+        if (c == '"' || c == '\'') {
+            sp->quote = c;
+            put(sp, '"', fn, opaque);
+            continue;
+        }
+        put(sp, c, fn, opaque);
+        if (c == '{' || c == '[') {
+            if (++sp->depth > QS_QMP_MAX_DEPTH)
+                fail(sp, "JSON nesting depth limit exceeded", fn, opaque);
+        } else if (c == '}' || c == ']') {
+            if (--sp->depth == 0)
+                emit(sp, fn, opaque);
+        }
+    }
+}

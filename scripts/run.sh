@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Builds qstats and starts qstatsd in the foreground on a 4-vCPU micro-VM,
+# with QMP on a unix socket (path printed), the human console on this
+# terminal, a balloon channel with a guest agent beside it, and the metrics
+# endpoint.  Extra arguments go to qstatsd.  Ctrl-C (or `quit`) stops it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/deps.sh
+qs_install $QS_BUILD_PKGS
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$(nproc)" >/dev/null
+
+dir=${QSTATS_RUN_DIR:-/tmp/qstats-$USER}
+mkdir -p "$dir"
+qmp="$dir/qmp.sock"
+balloon="$dir/balloon.sock"
+metrics=${QSTATS_METRICS:-127.0.0.1:9464}
+echo "QMP socket:     $qmp      (try: build/qstats -s $qmp info stats vcpu)"
+echo "metrics:        http://$metrics/metrics"
+echo "balloon agent:  $balloon"
+
+agent_pid=""
+if [ -x build/qstats-guest-agent ]; then
+    build/qstats-guest-agent --connect "unix:$balloon" >"$dir/agent.log" 2>&1 &
+    agent_pid=$!
+fi
+cleanup() { [ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null || true; }
+trap cleanup EXIT
+
+build/qstatsd --vcpus 4 --name qstats-demo --qmp "unix:$qmp" --hmp stdio \
+    --balloon "unix:$balloon" --metrics "$metrics" "$@"

@@ -1,0 +1,180 @@
+"""Shared helpers for the integration tests: start the real qstatsd from
+this build, talk QMP to it over a real socket, and skip (exit 77) with a
+clear message where the machine lacks what a test needs."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+BUILD = os.environ.get("QSTATS_BUILD", os.path.join(os.path.dirname(__file__), "../../build"))
+FIXTURES = os.environ.get("QS_FIXTURES", os.path.join(os.path.dirname(__file__), "../fixtures"))
+QSTATSD = os.path.join(BUILD, "qstatsd")
+SKIP = 77
+
+
+def skip(why):
+    print(f"SKIP: {why}")
+    sys.exit(SKIP)
+
+
+def need_kvm():
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        skip("/dev/kvm is not available on this machine")
+
+
+class QMP:
+    """A QMP client: one JSON reply per line, events skipped."""
+
+    def __init__(self, path=None, addr=None, negotiate=True, timeout=10):
+        if path:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            target = path
+        else:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            target = addr
+        self.sock.settimeout(timeout)
+        self.sock.connect(target)
+        self.buf = b""
+        self.greeting = self.recv()
+        if negotiate:
+            assert self.cmd("qmp_capabilities") == {"return": {}}
+
+    def recv_line(self):
+        while b"\r\n" not in self.buf:
+            data = self.sock.recv(1 << 20)
+            if not data:
+                raise EOFError("QMP connection closed")
+            self.buf += data
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def recv(self):
+        while True:
+            msg = json.loads(self.recv_line())
+            if "event" not in msg:
+                return msg
+
+    def send_raw(self, data, fds=None):
+        if isinstance(data, str):
+            data = data.encode()
+        if fds:
+            socket.send_fds(self.sock, [data], fds)
+        else:
+            self.sock.sendall(data)
+
+    def cmd(self, name, args=None, id=None, fds=None):
+        req = {"execute": name}
+        if args is not None:
+            req["arguments"] = args
+        if id is not None:
+            req["id"] = id
+        self.send_raw(json.dumps(req), fds)
+        return self.recv()
+
+    def ok(self, name, args=None):
+        r = self.cmd(name, args)
+        assert "return" in r, f"{name} {args}: {r}"
+        return r["return"]
+
+    def close(self):
+        self.sock.close()
+
+
+class Daemon:
+    """A real qstatsd with a QMP unix socket in a private temp dir."""
+
+    def __init__(self, *args, vcpus=2, no_vm=False, extra_qmp=(), stdin=subprocess.DEVNULL):
+        self.dir = tempfile.mkdtemp(prefix="qstats-test-")
+        self.qmp_path = os.path.join(self.dir, "qmp.sock")
+        cmd = [QSTATSD, "--qmp", "unix:" + self.qmp_path]
+        cmd += ["--no-vm"] if no_vm else ["--vcpus", str(vcpus)]
+        for q in extra_qmp:
+            cmd += ["--qmp", q]
+        cmd += list(args)
+        self.stderr_path = os.path.join(self.dir, "stderr")
+        self.stderr = open(self.stderr_path, "w")
+        self.proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE,
+                                     stderr=self.stderr)
+        self.wait_for_socket(self.qmp_path)
+
+    def wait_for_socket(self, path, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"qstatsd exited with {self.proc.returncode}: {self.log()}")
+            if os.path.exists(path):
+                return
+            time.sleep(0.02)
+        raise RuntimeError(f"qstatsd did not create {path}")
+
+    def qmp(self, **kw):
+        return QMP(self.qmp_path, **kw)
+
+    def log(self):
+        self.stderr.flush()
+        with open(self.stderr_path) as f:
+            return f.read()
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("qstatsd did not stop on signal")
+        rc = self.proc.returncode
+        self.stderr.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return rc
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class Runner:
+    """Runs test_* functions of a module, printing a closing summary line."""
+
+    def __init__(self, tests):
+        self.tests = tests
+
+    def run(self):
+        passed = failed = skipped = 0
+        for fn in self.tests:
+            name = fn.__name__
+            try:
+                fn()
+                print(f"PASS {name}")
+                passed += 1
+            except SystemExit as e:
+                if e.code == SKIP:
+                    print(f"SKIP {name}")
+                    skipped += 1
+                else:
+                    raise
+            except Exception as e:  # noqa: BLE001 - report every failure
+                import traceback
+                traceback.print_exc()
+                print(f"FAIL {name}: {e!r}")
+                failed += 1
+        print(f"{passed} passed, {failed} failed, {skipped} skipped")
+        if failed:
+            sys.exit(1)
+        if skipped and not passed:
+            sys.exit(SKIP)
+
+
+def run_module(globs):
+    tests = [v for k, v in sorted(globs.items(), key=lambda kv: kv[1].__code__.co_firstlineno
+                                  if callable(kv[1]) and hasattr(kv[1], "__code__") else 0)
+             if k.startswith("test_") and callable(v)]
+    Runner(tests).run()

@@ -1,0 +1,259 @@
+/*
+ * qstatsd - the qstats daemon.  It wires libqstats together on one libuv
+ * loop: the registry, the kvm provider fed by the built-in micro-VM (or by
+ * fds handed over with add-stats-fd), the balloon device and its agent
+ * channel, QMP and HMP listeners and the metrics endpoint.  All the logic
+ * lives in the library; this file only parses options, creates the pieces
+ * in dependency order and tears them down in reverse on SIGINT/SIGTERM/quit.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "qs-balloon.h"
+#include "qs-core.h"
+#include "qs-exporter.h"
+#include "qs-hmp.h"
+#include "qs-kvm.h"
+#include "qs-qmp.h"
+
+/* TEMPORARY while hmp/ and exporter/ land in parallel. */
+#pragma weak qs_hmp_new
+#pragma weak qs_hmp_free
+#pragma weak qs_hmp_console_new
+#pragma weak qs_hmp_console_free
+#pragma weak qs_exporter_new
+#pragma weak qs_exporter_free
+#pragma weak qs_microvm_new
+#pragma weak qs_microvm_free
+#pragma weak qs_microvm_vm_stats_fd
+#pragma weak qs_microvm_vcpu_stats_fd
+#pragma weak qs_microvm_mem_size
+
+#define MAX_LISTENERS 16
+#define DEFAULT_BALLOON_BYTES (256ull << 20)   /* reported when there is no VM */
+
+typedef struct options {
+    const char *qmp[MAX_LISTENERS];
+    int nqmp;
+    const char *hmp[MAX_LISTENERS];
+    int nhmp;
+    const char *balloon;
+    const char *metrics;
+    const char *name;
+    unsigned vcpus;
+    bool no_vm;
+    bool allow_remote;
+} options;
+
+typedef struct daemon {
+    uv_loop_t *loop;
+    qs_registry *reg;
+    qs_microvm *vm;
+    qs_kvm_provider *kvm;
+    qs_balloon *balloon;
+    qs_hmp *hmp;
+    qs_hmp_console *consoles[MAX_LISTENERS];
+    int nconsoles;
+    qs_qmp *qmp;
+    qs_exporter *exporter;
+    uv_signal_t sigint, sigterm;
+    uv_idle_t stop;            /* shutdown runs from the loop, never mid-command */
+    bool stopping;
+} daemon;
+
+static void usage(FILE *f)
+{
+    fputs("Usage: qstatsd [OPTIONS]\n"
+          "Serve VM statistics over QMP, a human monitor and OpenMetrics.\n\n"
+          "  --qmp unix:PATH|tcp:HOST:PORT  QMP listener (repeatable)\n"
+          "  --hmp stdio|unix:PATH          human monitor (repeatable)\n"
+          "  --vcpus N                      vCPUs of the built-in micro-VM (default 2)\n"
+          "  --no-vm                        no built-in VM; KVM stats only from add-stats-fd\n"
+          "  --balloon unix:PATH|vsock:PORT balloon stats channel for a guest agent\n"
+          "  --metrics HOST:PORT            OpenMetrics endpoint at /metrics\n"
+          "  --name NAME                    VM name (query-name, metrics label vm)\n"
+          "  --allow-remote                 allow non-loopback TCP listeners\n"
+          "  --help, --version\n", f);
+}
+
+static void die(const char *what, qs_error *err)
+{
+    fprintf(stderr, "qstatsd: %s%s%s\n", what, err ? ": " : "", err ? err->msg : "");
+    qs_error_free(err);
+    exit(1);
+}
+
+static unsigned parse_vcpus(const char *s)
+{
+    char *end;
+    unsigned long n = strtoul(s, &end, 10);
+    if (*s < '1' || *s > '9' || *end || n > QS_MICROVM_MAX_VCPUS) {
+        fprintf(stderr, "qstatsd: --vcpus expects a number from 1 to %d\n",
+                QS_MICROVM_MAX_VCPUS);
+        exit(1);
+    }
+    return (unsigned)n;
+}
+
+static void parse_options(int argc, char **argv, options *o)
+{
+    enum { O_QMP = 256, O_HMP, O_VCPUS, O_NOVM, O_BALLOON, O_METRICS, O_NAME,
+           O_REMOTE, O_HELP, O_VERSION };
+    static const struct option longopts[] = {
+        { "qmp", required_argument, 0, O_QMP }, { "hmp", required_argument, 0, O_HMP },
+        { "vcpus", required_argument, 0, O_VCPUS }, { "no-vm", no_argument, 0, O_NOVM },
+        { "balloon", required_argument, 0, O_BALLOON },
+        { "metrics", required_argument, 0, O_METRICS }, { "name", required_argument, 0, O_NAME },
+        { "allow-remote", no_argument, 0, O_REMOTE }, { "help", no_argument, 0, O_HELP },
+        { "version", no_argument, 0, O_VERSION }, { 0, 0, 0, 0 },
+    };
+    int c;
+    memset(o, 0, sizeof(*o));
+    o->vcpus = 2;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (c) {
+        case O_QMP: if (o->nqmp < MAX_LISTENERS) o->qmp[o->nqmp++] = optarg; break;
+        case O_HMP: if (o->nhmp < MAX_LISTENERS) o->hmp[o->nhmp++] = optarg; break;
+        case O_VCPUS: o->vcpus = parse_vcpus(optarg); break;
+        case O_NOVM: o->no_vm = true; break;
+        case O_BALLOON: o->balloon = optarg; break;
+        case O_METRICS: o->metrics = optarg; break;
+        case O_NAME: o->name = optarg; break;
+        case O_REMOTE: o->allow_remote = true; break;
+        case 'h': case O_HELP: usage(stdout); exit(0);
+        case O_VERSION: printf("qstatsd %s\n", QS_VERSION_STRING); exit(0);
+        default: usage(stderr); exit(1);
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "qstatsd: unexpected argument '%s'\n", argv[optind]);
+        exit(1);
+    }
+}
+
+/* The micro-VM's fds go to the kvm provider exactly as handed-over fds do. */
+static void start_vm(daemon *d, unsigned vcpus)
+{
+    qs_error *err = NULL;
+    d->vm = qs_microvm_new(vcpus, &err);
+    if (!d->vm) {
+        fprintf(stderr, "qstatsd: kvm provider unavailable: %s\n", err->msg);
+        qs_error_free(err);
+        return;
+    }
+    int fd = qs_microvm_vm_stats_fd(d->vm, &err);
+    if (fd < 0 || !qs_kvm_provider_set_vm(d->kvm, fd, &err))
+        die("VM stats", err);
+    for (unsigned i = 0; i < vcpus; i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "/machine/unattached/device[%u]", i);
+        fd = qs_microvm_vcpu_stats_fd(d->vm, i, &err);
+        if (fd < 0 || !qs_kvm_provider_add_vcpu(d->kvm, path, fd, &err))
+            die("vCPU stats", err);
+    }
+}
+
+static void on_stop(uv_idle_t *h)
+{
+    daemon *d = h->data;
+    uv_idle_stop(h);
+    uv_close((uv_handle_t *)h, NULL);
+    uv_close((uv_handle_t *)&d->sigint, NULL);
+    uv_close((uv_handle_t *)&d->sigterm, NULL);
+    qs_exporter_free(d->exporter);
+    qs_qmp_free(d->qmp);
+    qs_balloon_free(d->balloon);
+    for (int i = 0; i < d->nconsoles; i++)
+        qs_hmp_console_free(d->consoles[i]);
+    d->exporter = NULL;
+    d->qmp = NULL;
+    d->balloon = NULL;
+    d->nconsoles = 0;
+}
+
+static void request_stop(void *opaque)
+{
+    daemon *d = opaque;
+    if (d->stopping)
+        return;
+    d->stopping = true;
+    uv_idle_start(&d->stop, on_stop);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    request_stop(h->data);
+}
+
+static void start_servers(daemon *d, const options *o)
+{
+    qs_error *err = NULL;
+    uint64_t mem = d->vm ? qs_microvm_mem_size(d->vm) : DEFAULT_BALLOON_BYTES;
+
+    if (o->balloon) {
+        d->balloon = qs_balloon_new(d->loop, d->reg, mem);
+        if (!qs_balloon_listen(d->balloon, o->balloon, &err))
+            die("--balloon", err);
+    }
+    d->hmp = qs_hmp_new(&(qs_hmp_config){ .reg = d->reg, .balloon = d->balloon,
+                                          .on_quit = request_stop, .opaque = d });
+    for (int i = 0; i < o->nhmp; i++) {
+        d->consoles[d->nconsoles] = qs_hmp_console_new(d->loop, d->hmp, o->hmp[i], &err);
+        if (!d->consoles[d->nconsoles++])
+            die("--hmp", err);
+    }
+    d->qmp = qs_qmp_new(d->loop, &(qs_qmp_config){
+                            .reg = d->reg, .kvm = d->kvm, .balloon = d->balloon,
+                            .hmp = d->hmp, .name = o->name,
+                            .on_quit = request_stop, .opaque = d }, &err);
+    if (!d->qmp)
+        die("QMP", err);
+    for (int i = 0; i < o->nqmp; i++) {
+        if (!qs_qmp_listen(d->qmp, o->qmp[i], o->allow_remote, &err))
+            die("--qmp", err);
+        if (strncmp(o->qmp[i], "unix:", 5) == 0)
+            fprintf(stderr, "qstatsd: QMP on %s\n", o->qmp[i] + 5);
+    }
+    if (o->metrics) {
+        d->exporter = qs_exporter_new(d->loop, &(qs_exporter_config){
+                                          .reg = d->reg, .vm_name = o->name },
+                                      o->metrics, o->allow_remote, &err);
+        if (!d->exporter)
+            die("--metrics", err);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    options o;
+    daemon d = { 0 };
+
+    parse_options(argc, argv, &o);
+    d.loop = uv_default_loop();
+    d.reg = qs_registry_new();
+    d.kvm = qs_kvm_provider_new(d.reg);
+    if (!o.no_vm)
+        start_vm(&d, o.vcpus);
+    start_servers(&d, &o);
+
+    uv_idle_init(d.loop, &d.stop);
+    d.stop.data = &d;
+    uv_signal_init(d.loop, &d.sigint);
+    uv_signal_init(d.loop, &d.sigterm);
+    d.sigint.data = d.sigterm.data = &d;
+    uv_signal_start(&d.sigint, on_signal, SIGINT);
+    uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+
+    uv_run(d.loop, UV_RUN_DEFAULT);
+
+    /* Every handle is closed; now the plain objects. */
+    qs_hmp_free(d.hmp);
+    qs_kvm_provider_free(d.kvm);
+    qs_microvm_free(d.vm);
+    qs_registry_free(d.reg);
+    uv_loop_close(d.loop);
+    return 0;
+}
