@@ -48,7 +48,7 @@ typedef struct options {
     bool allow_remote;
 } options;
 
-typedef struct daemon {
+typedef struct qsd {
     uv_loop_t *loop;
     qs_registry *reg;
     qs_microvm *vm;
@@ -62,7 +62,7 @@ typedef struct daemon {
     uv_signal_t sigint, sigterm;
     uv_idle_t stop;            /* shutdown runs from the loop, never mid-command */
     bool stopping;
-} daemon;
+} qsd;
 
 static void usage(FILE *f)
 {
@@ -135,7 +135,7 @@ static void parse_options(int argc, char **argv, options *o)
 }
 
 /* The micro-VM's fds go to the kvm provider exactly as handed-over fds do. */
-static void start_vm(daemon *d, unsigned vcpus)
+static void start_vm(qsd *d, unsigned vcpus)
 {
     qs_error *err = NULL;
     d->vm = qs_microvm_new(vcpus, &err);
@@ -158,7 +158,7 @@ static void start_vm(daemon *d, unsigned vcpus)
 
 static void on_stop(uv_idle_t *h)
 {
-    daemon *d = h->data;
+    qsd *d = h->data;
     uv_idle_stop(h);
     uv_close((uv_handle_t *)h, NULL);
     uv_close((uv_handle_t *)&d->sigint, NULL);
@@ -176,7 +176,7 @@ static void on_stop(uv_idle_t *h)
 
 static void request_stop(void *opaque)
 {
-    daemon *d = opaque;
+    qsd *d = opaque;
     if (d->stopping)
         return;
     d->stopping = true;
@@ -188,7 +188,7 @@ static void on_signal(uv_signal_t *h, int signum)
     request_stop(h->data);
 }
 
-static void start_servers(daemon *d, const options *o)
+static void start_servers(qsd *d, const options *o)
 {
     qs_error *err = NULL;
     uint64_t mem = d->vm ? qs_microvm_mem_size(d->vm) : DEFAULT_BALLOON_BYTES;
@@ -229,7 +229,7 @@ static void start_servers(daemon *d, const options *o)
 int main(int argc, char **argv)
 {
     options o;
-    daemon d = { 0 };
+    qsd d = { 0 };
 
     parse_options(argc, argv, &o);
     d.loop = uv_default_loop();

@@ -1,0 +1,327 @@
+/*
+ * test_core_registry.c - the registry's query-stats filter semantics
+ * (qemu-reference.md §2.2, §7.1), the result containers, the JSON writer
+ * and the object tree, on providers defined here.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "core/qs-core.h"
+
+/* A provider with two vCPUs and a VM; counts its calls. */
+static const qs_schema_value vm_schema[] = {
+    { .name = "pages", .type = QS_TYPE_INSTANT, .size = 1 },
+    { .name = "flushes", .type = QS_TYPE_CUMULATIVE, .size = 1 },
+};
+static const qs_schema_value vcpu_schema[] = {
+    { .name = "exits", .type = QS_TYPE_CUMULATIVE, .size = 1 },
+    { .name = "guest_mode", .type = QS_TYPE_INSTANT, .unit = QS_UNIT_BOOLEAN, .size = 1 },
+    { .name = "hist", .type = QS_TYPE_LOG2_HIST, .size = 3 },
+};
+static const char *const vcpu_paths[] = { "/machine/unattached/device[0]",
+                                          "/machine/unattached/device[1]" };
+
+typedef struct fake {
+    int calls;
+    bool fail;
+    qs_provider provider;
+} fake;
+
+static void add_all(qs_results *out, qs_provider p, const char *path,
+                    const qs_schema_value *schema, size_t n, const qs_strlist *names,
+                    uint64_t seed)
+{
+    size_t off = qs_results_reserve(out, 8);
+    for (int i = 0; i < 8; i++)
+        qs_results_values(out, off)[i] = seed + (uint64_t)i;
+    qs_results_begin(out, p, path);
+    for (size_t i = 0, at = off; i < n; at += schema[i].size, i++)
+        if (qs_strlist_match(names, schema[i].name))
+            qs_results_add(out, &schema[i], at);
+    qs_results_end(out, true);
+}
+
+static bool fake_stats(void *opaque, qs_results *out, qs_target target,
+                       const qs_strlist *names, const qs_strlist *targets, qs_error **errp)
+{
+    fake *f = opaque;
+    f->calls++;
+    if (f->fail) {
+        qs_error_setg(errp, "provider failed");
+        return false;
+    }
+    if (target == QS_TARGET_VM)
+        add_all(out, f->provider, NULL, vm_schema, 2, names, 100);
+    if (target == QS_TARGET_VCPU)
+        for (int i = 0; i < 2; i++)
+            if (qs_strlist_match(targets, vcpu_paths[i]))
+                add_all(out, f->provider, vcpu_paths[i], vcpu_schema, 3, names, 10 * (uint64_t)i);
+    return true;
+}
+
+static bool fake_schemas(void *opaque, qs_schemas *out, qs_error **errp)
+{
+    fake *f = opaque;
+    qs_schemas_add(out, f->provider, QS_TARGET_VM, vm_schema, 2);
+    qs_schemas_add(out, f->provider, QS_TARGET_VCPU, vcpu_schema, 3);
+    return true;
+}
+
+typedef struct ctx {
+    qs_registry *reg;
+    fake kvm, balloon;
+    qs_results r;
+} ctx;
+
+static int setup(void **state)
+{
+    ctx *c = calloc(1, sizeof(*c));
+    c->reg = qs_registry_new();
+    c->kvm.provider = QS_PROVIDER_KVM;
+    c->balloon.provider = QS_PROVIDER_BALLOON;
+    qs_registry_add(c->reg, QS_PROVIDER_KVM, fake_stats, fake_schemas, &c->kvm);
+    qs_registry_add(c->reg, QS_PROVIDER_BALLOON, fake_stats, fake_schemas, &c->balloon);
+    qs_results_init(&c->r);
+    *state = c;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    ctx *c = *state;
+    qs_results_destroy(&c->r);
+    qs_registry_free(c->reg);
+    free(c);
+    return 0;
+}
+
+static bool query(ctx *c, const qs_filter *f)
+{
+    qs_error *err = NULL;
+    bool ok = qs_registry_query_stats(c->reg, f, &c->r, &err);
+    qs_error_free(err);
+    return ok;
+}
+
+static void absent_providers_runs_every_provider_in_registration_order(void **state)
+{
+    ctx *c = *state;
+    qs_filter f = { .target = QS_TARGET_VCPU };
+    assert_true(query(c, &f));
+    assert_int_equal(c->r.nres, 4);
+    assert_int_equal(c->r.res[0].provider, QS_PROVIDER_KVM);
+    assert_string_equal(c->r.res[0].qom_path, vcpu_paths[0]);
+    assert_string_equal(c->r.res[1].qom_path, vcpu_paths[1]);
+    assert_int_equal(c->r.res[2].provider, QS_PROVIDER_BALLOON);
+    assert_int_equal(c->r.res[0].count, 3);
+    /* stats in descriptor order, values from the arena */
+    const qs_stat *st = &c->r.stats[c->r.res[1].first];
+    assert_string_equal(st[0].desc->name, "exits");
+    assert_int_equal(qs_results_values(&c->r, st[0].off)[0], 10);
+    assert_int_equal(qs_results_values(&c->r, st[2].off)[2], 14);
+}
+
+static void empty_providers_list_returns_nothing_without_calling(void **state)
+{
+    ctx *c = *state;
+    qs_filter f = { .target = QS_TARGET_VM, .has_providers = true, .nproviders = 0 };
+    assert_true(query(c, &f));
+    assert_int_equal(c->r.nres, 0);
+    assert_int_equal(c->kvm.calls + c->balloon.calls, 0);
+}
+
+static void provider_requested_twice_answers_twice(void **state)
+{
+    ctx *c = *state;
+    qs_stats_request reqs[] = { { .provider = QS_PROVIDER_KVM }, { .provider = QS_PROVIDER_KVM } };
+    qs_filter f = { .target = QS_TARGET_VM, .has_providers = true, .nproviders = 2, .providers = reqs };
+    assert_true(query(c, &f));
+    assert_int_equal(c->r.nres, 2);
+    assert_int_equal(c->kvm.calls, 2);
+    assert_int_equal(c->balloon.calls, 0);
+}
+
+static void empty_names_yield_nothing_and_absent_names_everything(void **state)
+{
+    ctx *c = *state;
+    const char *names[] = { "flushes", "no_such_stat" };
+    qs_stats_request reqs[] = {
+        { .provider = QS_PROVIDER_KVM, .has_names = true, .names = { 0, NULL } },
+        { .provider = QS_PROVIDER_BALLOON, .has_names = true, .names = { 2, names } },
+    };
+    qs_filter f = { .target = QS_TARGET_VM, .has_providers = true, .nproviders = 2, .providers = reqs };
+    assert_true(query(c, &f));
+    assert_int_equal(c->kvm.calls, 0);
+    assert_int_equal(c->r.nres, 1);
+    assert_int_equal(c->r.res[0].provider, QS_PROVIDER_BALLOON);
+    assert_int_equal(c->r.res[0].count, 1);
+    assert_string_equal(c->r.stats[0].desc->name, "flushes");
+}
+
+static void unknown_names_drop_the_whole_result(void **state)
+{
+    ctx *c = *state;
+    const char *names[] = { "nope" };
+    qs_stats_request reqs[] = { { .provider = QS_PROVIDER_KVM, .has_names = true, .names = { 1, names } } };
+    qs_filter f = { .target = QS_TARGET_VCPU, .has_providers = true, .nproviders = 1, .providers = reqs };
+    assert_true(query(c, &f));
+    assert_int_equal(c->r.nres, 0);
+}
+
+static void vcpu_filter_empty_gives_nothing_and_exact_paths_match(void **state)
+{
+    ctx *c = *state;
+    qs_filter f = { .target = QS_TARGET_VCPU, .has_vcpus = true, .vcpus = { 0, NULL } };
+    assert_true(query(c, &f));
+    assert_int_equal(c->r.nres, 0);
+    assert_int_equal(c->kvm.calls, 0);
+
+    const char *paths[] = { "/machine/unattached/device[1]", "device[0]" };
+    f.vcpus = (qs_strlist){ 2, paths };
+    assert_true(query(c, &f));
+    assert_int_equal(c->r.nres, 2);        /* one per provider; partial path ignored */
+    assert_string_equal(c->r.res[0].qom_path, vcpu_paths[1]);
+}
+
+static void failing_provider_discards_all_results(void **state)
+{
+    ctx *c = *state;
+    c->balloon.fail = true;
+    qs_error *err = NULL;
+    qs_filter f = { .target = QS_TARGET_VM };
+    assert_false(qs_registry_query_stats(c->reg, &f, &c->r, &err));
+    assert_non_null(err);
+    assert_string_equal(err->msg, "provider failed");
+    assert_int_equal(c->r.nres, 0);
+    qs_error_free(err);
+}
+
+static void schemas_filter_by_provider(void **state)
+{
+    ctx *c = *state;
+    qs_schemas s;
+    qs_schemas_init(&s);
+    assert_true(qs_registry_query_schemas(c->reg, -1, &s, NULL));
+    assert_int_equal(s.n, 4);
+    assert_int_equal(s.v[0].target, QS_TARGET_VM);
+    assert_true(qs_registry_query_schemas(c->reg, QS_PROVIDER_BALLOON, &s, NULL));
+    assert_int_equal(s.n, 2);
+    assert_int_equal(s.v[0].provider, QS_PROVIDER_BALLOON);
+    assert_true(qs_registry_query_schemas(c->reg, QS_PROVIDER_CRYPTODEV, &s, NULL));
+    assert_int_equal(s.n, 0);
+    assert_ptr_equal(qs_schemas_find(&s, QS_PROVIDER_KVM, QS_TARGET_VM), NULL);
+    qs_schemas_destroy(&s);
+}
+
+static void json_writer_emits_exact_u64_and_qemu_separators(void **state)
+{
+    qs_buf b;
+    qs_jw w;
+    qs_buf_init(&b);
+    qs_jw_init(&w, &b);
+    qs_jw_begin_object(&w);
+    qs_jw_key(&w, "max");
+    qs_jw_u64(&w, UINT64_MAX);
+    qs_jw_key(&w, "l");
+    qs_jw_begin_array(&w);
+    qs_jw_u64(&w, 0);
+    qs_jw_i64(&w, INT64_MIN);
+    qs_jw_bool(&w, true);
+    qs_jw_null(&w);
+    qs_jw_end_array(&w);
+    qs_jw_key(&w, "s");
+    qs_jw_str(&w, "a\"b\\c\n\x01\xc3\xa9\xf0\x9f\x98\x80");
+    qs_jw_end_object(&w);
+    assert_string_equal(b.data,
+        "{\"max\": 18446744073709551615, \"l\": [0, -9223372036854775808, true, null], "
+        "\"s\": \"a\\\"b\\\\c\\n\\u0001\\u00e9\\ud83d\\ude00\"}");
+    qs_buf_free(&b);
+}
+
+static bool get_answer(void *opaque, qs_jw *out, qs_error **errp)
+{
+    qs_jw_u64(out, *(uint64_t *)opaque);
+    return true;
+}
+
+static bool set_answer(void *opaque, const qs_input *in, qs_error **errp)
+{
+    if (in->kind != QS_IN_INT) {
+        qs_error_setg(errp, "expected integer");
+        return false;
+    }
+    *(uint64_t *)opaque = (uint64_t)in->i;
+    return true;
+}
+
+static const qs_property props[] = {
+    { .name = "answer", .type = "int", .get = get_answer, .set = set_answer },
+    { .name = "secret", .type = "int", .set = set_answer },
+};
+
+static void object_tree_resolves_paths_like_qom(void **state)
+{
+    ctx *c = *state;
+    uint64_t v = 42;
+    qs_registry_add_object(c->reg, "/machine/unattached/device[0]", "kvm-vcpu", NULL, 0, NULL);
+    qs_registry_add_object(c->reg, "/machine/unattached/device[1]", "kvm-vcpu", NULL, 0, NULL);
+    qs_registry_add_object(c->reg, "/machine/peripheral-anon/device[0]", "thing", props, 2, &v);
+    qs_error *err = NULL;
+    qs_prop_info *info;
+    size_t n;
+    assert_true(qs_registry_qom_list(c->reg, "/machine", &info, &n, &err));
+    assert_int_equal(n, 3);
+    assert_string_equal(info[1].name, "unattached");
+    assert_string_equal(info[1].type, "child<container>");
+    qs_prop_info_free(info, n);
+
+    assert_false(qs_registry_qom_list(c->reg, "device[0]", &info, &n, &err));
+    assert_string_equal(err->msg, "Path 'device[0]' is ambiguous");
+    qs_error_free(err), err = NULL;
+    assert_false(qs_registry_qom_list(c->reg, "/nope", &info, &n, &err));
+    assert_int_equal(err->cls, QS_ERR_DEVICE_NOT_FOUND);
+    assert_string_equal(err->msg, "Device '/nope' not found");
+    qs_error_free(err), err = NULL;
+
+    qs_buf b;
+    qs_jw w;
+    qs_buf_init(&b);
+    qs_jw_init(&w, &b);
+    assert_true(qs_registry_qom_get(c->reg, "peripheral-anon/device[0]", "answer", &w, &err));
+    assert_string_equal(b.data, "42");
+    qs_input in = { .kind = QS_IN_INT, .i = 7 };
+    assert_true(qs_registry_qom_set(c->reg, "/machine/peripheral-anon/device[0]", "answer", &in, &err));
+    assert_int_equal(v, 7);
+    assert_false(qs_registry_qom_get(c->reg, "/machine/peripheral-anon/device[0]", "secret", &w, &err));
+    assert_string_equal(err->msg, "Property 'thing.secret' is not readable");
+    qs_error_free(err), err = NULL;
+    assert_false(qs_registry_qom_set(c->reg, "/machine/unattached/device[1]", "type", &in, &err));
+    assert_string_equal(err->msg, "Property 'kvm-vcpu.type' is not writable");
+    qs_error_free(err), err = NULL;
+    assert_false(qs_registry_qom_get(c->reg, "/machine", "x", &w, &err));
+    assert_string_equal(err->msg, "Property 'container.x' not found");
+    qs_error_free(err);
+    qs_buf_free(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(absent_providers_runs_every_provider_in_registration_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(empty_providers_list_returns_nothing_without_calling, setup, teardown),
+        cmocka_unit_test_setup_teardown(provider_requested_twice_answers_twice, setup, teardown),
+        cmocka_unit_test_setup_teardown(empty_names_yield_nothing_and_absent_names_everything, setup, teardown),
+        cmocka_unit_test_setup_teardown(unknown_names_drop_the_whole_result, setup, teardown),
+        cmocka_unit_test_setup_teardown(vcpu_filter_empty_gives_nothing_and_exact_paths_match, setup, teardown),
+        cmocka_unit_test_setup_teardown(failing_provider_discards_all_results, setup, teardown),
+        cmocka_unit_test_setup_teardown(schemas_filter_by_provider, setup, teardown),
+        cmocka_unit_test(json_writer_emits_exact_u64_and_qemu_separators),
+        cmocka_unit_test_setup_teardown(object_tree_resolves_paths_like_qom, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
