@@ -472,8 +472,10 @@ const char *qs_qapi_command_name(const qs_qapi *s, size_t i)
  * accident of two hash tables: the keys are inserted in QDict iteration
  * order (512 buckets by tdb_hash, newest first within a bucket), and the
  * GHashTable (open addressing, quadratic probing, prime modulus, resized
- * on insert and remove) is iterated by slot.  This section simulates both,
- * from GLib 2.74's documented behaviour as observed against QEMU 7.2.
+ * on insert and remove) is iterated by slot.  This section simulates both
+ * as GLib 2.74 (Debian 12) behaves; tens of thousands of random key sets
+ * gave the same answer as QEMU 7.2.  Other GLib versions may differ; the
+ * choice is an accident either way, but a faithful one costs nothing.
  */
 
 enum { GH_UNUSED = 0, GH_TOMBSTONE = 1, GH_MIN_SHIFT = 3 };
