@@ -1,0 +1,47 @@
+/*
+ * exporter/internal.h - pieces of the metrics renderer shared between the
+ * exporter's files and exposed to its unit tests (not part of the public
+ * API in qs-exporter.h).
+ */
+#ifndef QS_EXPORTER_INTERNAL_H
+#define QS_EXPORTER_INTERNAL_H
+
+#include "qs-core.h"
+#include "qs-exporter.h"
+
+/* Base-unit word for a schema unit ("seconds", "bytes", "cycles") or NULL
+ * for unit-less and boolean stats. */
+const char *qs_metrics_unit_word(qs_unit u);
+
+/* Stem of a stat name (see qs-exporter.h): sanitised, own unit suffix
+ * removed when the stat has a unit of that kind, "_total" removed from
+ * counters, "_hist" removed when strip_hist (for _sum matching). */
+void qs_metrics_stem(qs_buf *out, const qs_schema_value *sv, bool strip_hist);
+
+/* Full family name: qstats_<provider>_<target>_<stem>[_<unit>]. */
+void qs_metrics_family_name(qs_buf *out, qs_provider p, qs_target t,
+                            const qs_schema_value *sv);
+
+/* A raw value multiplied by base^exponent. */
+double qs_metrics_scale(const qs_schema_value *sv, double raw);
+
+/* Upper bound (already in base units) of bucket i (0-based) of a histogram;
+ * +Inf for the last, open-ended bucket. */
+double qs_metrics_bucket_upper(const qs_schema_value *sv, size_t i);
+
+/* Shortest text that reads back as the same double; "+Inf", "-Inf", "NaN".
+ * om_label: OpenMetrics canonical label form (integral values get ".0"). */
+void qs_metrics_put_double(qs_buf *out, double v, bool om_label);
+
+/* Label value escaping (backslash, double quote, newline). */
+void qs_metrics_put_label_value(qs_buf *out, const char *s);
+
+/* HELP text for a well-known stat, or NULL. */
+const char *qs_metrics_help_lookup(qs_provider p, const char *stat);
+
+/* Splits "HOST:PORT" / "[V6]:PORT" into host (without brackets) and port;
+ * false with *errp set when malformed. */
+bool qs_exporter_parse_listen(const char *listen, char *host, size_t hostlen,
+                              int *port, qs_error **errp);
+
+#endif

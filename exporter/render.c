@@ -1,0 +1,479 @@
+/*
+ * exporter/render.c - qs_metrics_render: walks the schemas (which define
+ * the metric families) and the query-stats results (which give one sample
+ * per VM or vCPU) and writes Prometheus text 0.0.4 or OpenMetrics 1.0.
+ *
+ * Both formats need all samples of a family together, so the outer loop is
+ * over schema entries and the inner loop over results.  A result's stats
+ * are normally in schema order, so stat j of the schema is looked up at
+ * position j of each result first (O(1)), by name otherwise.  Everything a
+ * family needs that does not depend on the sample (name, bucket labels) is
+ * computed once per family, which keeps a 1024-vCPU scrape cheap.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define NO_BUCKET SIZE_MAX
+
+typedef enum fam_kind { FAM_COUNTER, FAM_GAUGE, FAM_HISTOGRAM } fam_kind;
+
+/* One selected result (a VM or a vCPU) of the schema being rendered. */
+typedef struct sel_result {
+    const qs_result *res;
+    size_t labels_off;      /* 'vm="x",vcpu="3"' in ctx.labels */
+} sel_result;
+
+typedef struct render_ctx {
+    qs_buf *out;
+    qs_metrics_format fmt;
+    const char *vm;
+    double now;
+    const qs_results *results;   /* of the schema being rendered */
+    sel_result *sel;
+    size_t nsel, cap_sel;
+    qs_buf labels;               /* NUL-separated label texts of sel */
+    qs_buf taken;                /* NUL-separated names already exposed */
+    qs_buf fam;                  /* current family name */
+    qs_buf help;                 /* current help text */
+    qs_buf scratch;
+    qs_buf le;                   /* NUL-separated le texts of a histogram */
+    size_t *le_off;              /* per bucket: offset in le, or NO_BUCKET */
+    size_t cap_le;
+    bool started;                /* current family's metadata written */
+} render_ctx;
+
+/* ---- exposed names: a family is skipped when it would collide -------- */
+
+static bool name_taken(const render_ctx *c, const char *name)
+{
+    for (size_t i = 0; i < c->taken.len; i += strlen(c->taken.data + i) + 1) {
+        if (!strcmp(c->taken.data + i, name))
+            return true;
+    }
+    return false;
+}
+
+static const char *const kind_suffixes[][4] = {
+    [FAM_COUNTER] = { "", "_total", NULL },
+    [FAM_GAUGE] = { "", NULL },
+    [FAM_HISTOGRAM] = { "", "_bucket", "_sum", "_count" },
+};
+
+/* Reserves every sample name the family would use; false if one is taken. */
+static bool claim_family(render_ctx *c, fam_kind kind)
+{
+    const char *const *sfx = kind_suffixes[kind];
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < 4 && sfx[i]; i++) {
+            qs_buf_reset(&c->scratch);
+            qs_buf_printf(&c->scratch, "%s%s", c->fam.data, sfx[i]);
+            if (pass == 0 && name_taken(c, c->scratch.data))
+                return false;
+            if (pass == 1)
+                qs_buf_append(&c->taken, c->scratch.data, c->scratch.len + 1);
+        }
+    }
+    return true;
+}
+
+/* ---- metadata ---------------------------------------------------------- */
+
+static void put_help_text(render_ctx *c, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\')
+            qs_buf_puts(c->out, "\\\\");
+        else if (*s == '\n')
+            qs_buf_puts(c->out, "\\n");
+        else if (*s == '"' && c->fmt == QS_METRICS_OPENMETRICS)
+            qs_buf_puts(c->out, "\\\"");
+        else
+            qs_buf_putc(c->out, *s);
+    }
+}
+
+static void put_meta(render_ctx *c, const char *what, const char *name_sfx)
+{
+    qs_buf_printf(c->out, "# %s %s%s ", what, c->fam.data, name_sfx);
+}
+
+/* Writes HELP/TYPE(/UNIT) before the family's first sample.  In the 0.0.4
+ * text format a counter's family name is its sample name (with _total);
+ * in OpenMetrics it is the bare name and UNIT must be its suffix. */
+static void start_family(render_ctx *c, fam_kind kind, const char *unit)
+{
+    static const char *const type_names[] = { "counter", "gauge", "histogram" };
+    bool om = c->fmt == QS_METRICS_OPENMETRICS;
+    const char *sfx = (!om && kind == FAM_COUNTER) ? "_total" : "";
+    put_meta(c, "HELP", sfx);
+    put_help_text(c, c->help.data);
+    qs_buf_putc(c->out, '\n');
+    put_meta(c, "TYPE", sfx);
+    qs_buf_printf(c->out, "%s\n", type_names[kind]);
+    if (om && unit) {
+        put_meta(c, "UNIT", "");
+        qs_buf_printf(c->out, "%s\n", unit);
+    }
+}
+
+/* true when the sample may be written (metadata written on first use). */
+static bool begin_sample(render_ctx *c, fam_kind kind, const char *unit)
+{
+    if (!c->started) {
+        if (!claim_family(c, kind))
+            return false;
+        start_family(c, kind, unit);
+        c->started = true;
+    }
+    return true;
+}
+
+static void set_help(render_ctx *c, qs_provider p, qs_target t,
+                     const qs_schema_value *sv)
+{
+    const char *h = qs_metrics_help_lookup(p, sv->name);
+    qs_buf_reset(&c->help);
+    if (h)
+        qs_buf_puts(&c->help, h);
+    else
+        qs_buf_printf(&c->help, "Statistic %s of provider %s, target %s.",
+                      sv->name, qs_provider_name(p), qs_target_name(t));
+}
+
+/* ---- samples ----------------------------------------------------------- */
+
+static void put_sample_start(render_ctx *c, const sel_result *s, const char *sfx)
+{
+    qs_buf_puts(c->out, c->fam.data);
+    qs_buf_puts(c->out, sfx);
+    qs_buf_putc(c->out, '{');
+    qs_buf_puts(c->out, c->labels.data + s->labels_off);
+}
+
+static void put_value(render_ctx *c, const qs_schema_value *sv, uint64_t raw)
+{
+    if (sv->unit == QS_UNIT_BOOLEAN)
+        qs_buf_putc(c->out, raw ? '1' : '0');
+    else if (sv->exponent == 0)
+        qs_buf_put_u64(c->out, raw);            /* exact, no float detour */
+    else
+        qs_metrics_put_double(c->out, qs_metrics_scale(sv, (double)raw), false);
+}
+
+static bool same_shape(const qs_schema_value *a, const qs_schema_value *b)
+{
+    return a == b || (a->type == b->type && a->unit == b->unit &&
+                      a->base == b->base && a->exponent == b->exponent &&
+                      a->size == b->size && a->bucket_size == b->bucket_size);
+}
+
+/* Values of schema entry sv (index j in its schema) in result r, or NULL. */
+static const uint64_t *find_values(const render_ctx *c, const qs_result *r,
+                                   const qs_schema_value *sv, size_t j)
+{
+    const qs_stat *st = c->results->stats + r->first;
+    const qs_stat *hit = NULL;
+    if (j < r->count && (st[j].desc == sv || !strcmp(st[j].desc->name, sv->name))) {
+        hit = &st[j];
+    } else {
+        for (size_t i = 0; i < r->count && !hit; i++) {
+            if (!strcmp(st[i].desc->name, sv->name))
+                hit = &st[i];
+        }
+    }
+    if (!hit || !same_shape(hit->desc, sv))
+        return NULL;
+    return qs_results_values(c->results, hit->off);
+}
+
+static void render_scalar(render_ctx *c, const qs_schema *s, size_t j)
+{
+    const qs_schema_value *sv = &s->stats[j];
+    fam_kind kind = sv->type == QS_TYPE_CUMULATIVE ? FAM_COUNTER : FAM_GAUGE;
+    const char *unit = qs_metrics_unit_word(sv->unit);
+    for (size_t k = 0; k < c->nsel; k++) {
+        const uint64_t *v = find_values(c, c->sel[k].res, sv, j);
+        if (!v || !begin_sample(c, kind, unit))
+            continue;
+        put_sample_start(c, &c->sel[k], kind == FAM_COUNTER ? "_total" : "");
+        qs_buf_puts(c->out, "} ");
+        put_value(c, sv, v[0]);
+        qs_buf_putc(c->out, '\n');
+    }
+}
+
+/* ---- histograms -------------------------------------------------------- */
+
+/* le label texts for buckets 0..size-2; a bound that does not grow (an
+ * underflowed scale, bucket_size 0, 2^i beyond double range) gets no line
+ * of its own: its count simply flows into the next cumulative bucket. */
+static void prepare_buckets(render_ctx *c, const qs_schema_value *sv)
+{
+    if (c->cap_le < sv->size) {
+        c->cap_le = sv->size;
+        c->le_off = qs_realloc(c->le_off, c->cap_le * sizeof(*c->le_off));
+    }
+    qs_buf_reset(&c->le);
+    double prev = -1.0 / 0.0;
+    for (size_t i = 0; i + 1 < sv->size; i++) {
+        double b = qs_metrics_bucket_upper(sv, i);
+        c->le_off[i] = NO_BUCKET;
+        if (b > prev && b < 1.0 / 0.0) {
+            c->le_off[i] = c->le.len;
+            qs_metrics_put_double(&c->le, b, c->fmt == QS_METRICS_OPENMETRICS);
+            qs_buf_putc(&c->le, 0);
+            prev = b;
+        }
+    }
+}
+
+static void put_bucket(render_ctx *c, const sel_result *s, const char *le,
+                       uint64_t cum)
+{
+    put_sample_start(c, s, "_bucket");
+    qs_buf_puts(c->out, ",le=\"");
+    qs_buf_puts(c->out, le);
+    qs_buf_puts(c->out, "\"} ");
+    qs_buf_put_u64(c->out, cum);
+    qs_buf_putc(c->out, '\n');
+}
+
+/* Index of the cumulative stat that is this histogram's sum, or -1. */
+static long find_sum_stat(render_ctx *c, const qs_schema *s,
+                          const qs_schema_value *hist)
+{
+    qs_buf want;
+    qs_buf_init(&want);
+    qs_metrics_stem(&want, hist, true);
+    long found = -1;
+    for (size_t i = 0; i < s->n && found < 0; i++) {
+        const qs_schema_value *cand = &s->stats[i];
+        if (cand->type != QS_TYPE_CUMULATIVE || cand->unit != hist->unit ||
+            cand->size != 1)
+            continue;
+        qs_metrics_stem(&c->scratch, cand, true);
+        if (!strcmp(c->scratch.data, want.data))
+            found = (long)i;
+    }
+    qs_buf_free(&want);
+    return found;
+}
+
+static void render_hist_sample(render_ctx *c, const sel_result *s,
+                               const qs_schema_value *sv, const uint64_t *v,
+                               const qs_schema_value *sum_sv,
+                               const uint64_t *sum)
+{
+    uint64_t cum = 0;
+    for (size_t i = 0; i + 1 < sv->size; i++) {
+        cum += v[i];
+        if (c->le_off[i] != NO_BUCKET)
+            put_bucket(c, s, c->le.data + c->le_off[i], cum);
+    }
+    cum += v[sv->size - 1];
+    put_bucket(c, s, "+Inf", cum);
+    if (sum) {
+        put_sample_start(c, s, "_sum");
+        qs_buf_puts(c->out, "} ");
+        put_value(c, sum_sv, sum[0]);
+        qs_buf_putc(c->out, '\n');
+    }
+    /* OpenMetrics allows _count only together with _sum. */
+    if (sum || c->fmt == QS_METRICS_PROMETHEUS_TEXT) {
+        put_sample_start(c, s, "_count");
+        qs_buf_puts(c->out, "} ");
+        qs_buf_put_u64(c->out, cum);
+        qs_buf_putc(c->out, '\n');
+    }
+}
+
+static void render_histogram(render_ctx *c, const qs_schema *s, size_t j)
+{
+    const qs_schema_value *sv = &s->stats[j];
+    if (sv->size == 0)
+        return;
+    prepare_buckets(c, sv);
+    long sum_idx = find_sum_stat(c, s, sv);
+    const qs_schema_value *sum_sv = sum_idx >= 0 ? &s->stats[sum_idx] : NULL;
+    const char *unit = qs_metrics_unit_word(sv->unit);
+    for (size_t k = 0; k < c->nsel; k++) {
+        const uint64_t *v = find_values(c, c->sel[k].res, sv, j);
+        if (!v || !begin_sample(c, FAM_HISTOGRAM, unit))
+            continue;
+        const uint64_t *sum = sum_sv ?
+            find_values(c, c->sel[k].res, sum_sv, (size_t)sum_idx) : NULL;
+        render_hist_sample(c, &c->sel[k], sv, v, sum_sv, sum);
+    }
+}
+
+/* ---- the last-update age gauge ----------------------------------------- */
+
+static bool is_last_update(const qs_schema_value *sv)
+{
+    return (!strcmp(sv->name, "last-update") || !strcmp(sv->name, "last_update")) &&
+           sv->unit == QS_UNIT_SECONDS && sv->size == 1 &&
+           sv->type == QS_TYPE_INSTANT;
+}
+
+/* Guest numbers can be arbitrarily old (the agent may be gone); exposing
+ * now - last-update lets an alert catch that without clock arithmetic in
+ * PromQL against a host timestamp. */
+static void render_age(render_ctx *c, const qs_schema *s, size_t j)
+{
+    const qs_schema_value *sv = &s->stats[j];
+    if (c->now <= 0)
+        return;
+    qs_metrics_stem(&c->scratch, sv, false);
+    qs_buf_reset(&c->fam);
+    qs_buf_printf(&c->fam, "qstats_%s_%s_%s_age_seconds",
+                  qs_provider_name(s->provider), qs_target_name(s->target),
+                  c->scratch.data);
+    qs_buf_reset(&c->help);
+    qs_buf_printf(&c->help, "Seconds since %s (large: the numbers are stale).",
+                  sv->name);
+    c->started = false;
+    for (size_t k = 0; k < c->nsel; k++) {
+        const uint64_t *v = find_values(c, c->sel[k].res, sv, j);
+        if (!v || v[0] == 0 || !begin_sample(c, FAM_GAUGE, "seconds"))
+            continue;
+        double age = c->now - qs_metrics_scale(sv, (double)v[0]);
+        put_sample_start(c, &c->sel[k], "");
+        qs_buf_puts(c->out, "} ");
+        qs_metrics_put_double(c->out, age > 0 ? age : 0, false);
+        qs_buf_putc(c->out, '\n');
+    }
+}
+
+/* ---- results of one schema --------------------------------------------- */
+
+static void put_vcpu_label(qs_buf *b, const char *path)
+{
+    /* "/machine/unattached/device[12]" -> "12"; anything else verbatim. */
+    const char *open = path ? strrchr(path, '[') : NULL;
+    size_t n = open ? strspn(open + 1, "0123456789") : 0;
+    if (n > 0 && !strcmp(open + 1 + n, "]"))
+        qs_buf_append(b, open + 1, n);
+    else
+        qs_metrics_put_label_value(b, path ? path : "");
+}
+
+static int cmp_path(const void *a, const void *b)
+{
+    const sel_result *x = a, *y = b;
+    const char *px = x->res->qom_path, *py = y->res->qom_path;
+    int r = (px && py) ? strcmp(px, py) : (px != NULL) - (py != NULL);
+    return r ? r : (x->res < y->res ? -1 : x->res > y->res);
+}
+
+static int cmp_order(const void *a, const void *b)
+{
+    const sel_result *x = a, *y = b;
+    return x->res < y->res ? -1 : x->res > y->res;
+}
+
+/* A provider registered twice answers twice; two samples with one label
+ * set would make the whole scrape invalid, so keep the first of each. */
+static void dedupe_selection(render_ctx *c)
+{
+    if (c->nsel < 2)
+        return;
+    qsort(c->sel, c->nsel, sizeof(*c->sel), cmp_path);
+    size_t n = 1;
+    for (size_t i = 1; i < c->nsel; i++) {
+        const char *a = c->sel[i].res->qom_path, *b = c->sel[n - 1].res->qom_path;
+        bool same = (!a && !b) || (a && b && !strcmp(a, b));
+        if (!same)
+            c->sel[n++] = c->sel[i];
+    }
+    c->nsel = n;
+    qsort(c->sel, c->nsel, sizeof(*c->sel), cmp_order);
+}
+
+static void select_results(render_ctx *c, const qs_schema *s,
+                           const qs_results *r)
+{
+    c->nsel = 0;
+    c->results = r;
+    for (size_t i = 0; r && i < r->nres; i++) {
+        if (r->res[i].provider != s->provider)
+            continue;
+        if (c->nsel == c->cap_sel) {
+            c->cap_sel = c->cap_sel ? 2 * c->cap_sel : 16;
+            c->sel = qs_realloc(c->sel, c->cap_sel * sizeof(*c->sel));
+        }
+        c->sel[c->nsel++].res = &r->res[i];
+    }
+    dedupe_selection(c);
+    qs_buf_reset(&c->labels);
+    for (size_t k = 0; k < c->nsel; k++) {
+        c->sel[k].labels_off = c->labels.len;
+        qs_buf_puts(&c->labels, "vm=\"");
+        qs_metrics_put_label_value(&c->labels, c->vm);
+        qs_buf_putc(&c->labels, '"');
+        if (s->target == QS_TARGET_VCPU) {
+            qs_buf_puts(&c->labels, ",vcpu=\"");
+            put_vcpu_label(&c->labels, c->sel[k].res->qom_path);
+            qs_buf_putc(&c->labels, '"');
+        }
+        qs_buf_putc(&c->labels, 0);
+    }
+}
+
+static void render_schema(render_ctx *c, const qs_schema *s, const qs_results *r)
+{
+    select_results(c, s, r);
+    if (c->nsel == 0)
+        return;
+    for (size_t j = 0; j < s->n; j++) {
+        const qs_schema_value *sv = &s->stats[j];
+        bool hist = sv->type == QS_TYPE_LINEAR_HIST || sv->type == QS_TYPE_LOG2_HIST;
+        if (!hist && sv->size != 1)
+            continue;       /* a scalar type with several values has no mapping */
+        qs_metrics_family_name(&c->fam, s->provider, s->target, sv);
+        set_help(c, s->provider, s->target, sv);
+        c->started = false;
+        if (hist)
+            render_histogram(c, s, j);
+        else
+            render_scalar(c, s, j);
+        if (is_last_update(sv))
+            render_age(c, s, j);
+    }
+}
+
+void qs_metrics_render(qs_buf *out, qs_metrics_format fmt, const char *vm_name,
+                       const qs_schemas *schemas, const qs_results *vm_results,
+                       const qs_results *vcpu_results, double now)
+{
+    render_ctx c = { .out = out, .fmt = fmt, .now = now,
+                     .vm = vm_name ? vm_name : QS_METRICS_DEFAULT_VM };
+    qs_buf_init(&c.labels);
+    qs_buf_init(&c.taken);
+    qs_buf_init(&c.fam);
+    qs_buf_init(&c.help);
+    qs_buf_init(&c.scratch);
+    qs_buf_init(&c.le);
+    for (size_t i = 0; schemas && i < schemas->n; i++) {
+        const qs_schema *s = &schemas->v[i];
+        /* a provider registered twice has two schemas: the first wins */
+        if (qs_schemas_find(schemas, s->provider, s->target) != s)
+            continue;
+        if (s->target == QS_TARGET_VM)
+            render_schema(&c, s, vm_results);
+        else if (s->target == QS_TARGET_VCPU)
+            render_schema(&c, s, vcpu_results);
+    }
+    if (fmt == QS_METRICS_OPENMETRICS)
+        qs_buf_puts(out, "# EOF\n");
+    free(c.sel);
+    free(c.le_off);
+    qs_buf_free(&c.labels);
+    qs_buf_free(&c.taken);
+    qs_buf_free(&c.fam);
+    qs_buf_free(&c.help);
+    qs_buf_free(&c.scratch);
+    qs_buf_free(&c.le);
+}

@@ -1,0 +1,324 @@
+/*
+ * exporter/server.c - the HTTP side of the metrics endpoint.
+ *
+ * Why libmicrohttpd runs inside the libuv loop (external polling, epoll
+ * mode) instead of in its own thread: the registry is single-threaded and
+ * lives on that loop, so a scrape must query it from the loop thread
+ * anyway.  With MHD's epoll mode the whole server is one epoll fd that a
+ * single uv_poll watches, plus a uv_timer for MHD_get_timeout(); request
+ * callbacks then run on the loop thread and call the registry directly.
+ * No locks, no cross-thread hand-off, nothing to get wrong at shutdown.
+ * Sockets are non-blocking, so a slow client never stalls the loop: the
+ * only loop time a scrape costs is one registry query (KVM: pread of the
+ * stats fds, which never interrupts a vCPU) and one render.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#ifdef QS_HAVE_MHD
+#include <microhttpd.h>
+
+struct qs_exporter {
+    uv_loop_t *loop;
+    qs_registry *reg;
+    char *vm_name;
+    struct MHD_Daemon *mhd;
+    uv_poll_t poll;
+    uv_timer_t timer;
+    int port;
+    int open_handles;       /* freed when the last close callback ran */
+    /* Reused across scrapes: steady state allocates nothing per stat. */
+    qs_schemas schemas;
+    qs_results vm, vcpu;
+    qs_buf body;
+};
+
+/* ---- one scrape -------------------------------------------------------- */
+
+static double wall_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static bool scrape(qs_exporter *e, qs_metrics_format fmt, qs_error **errp)
+{
+    qs_filter f = { .target = QS_TARGET_VM };
+    if (!qs_registry_query_schemas(e->reg, -1, &e->schemas, errp) ||
+        !qs_registry_query_stats(e->reg, &f, &e->vm, errp))
+        return false;
+    f.target = QS_TARGET_VCPU;
+    if (!qs_registry_query_stats(e->reg, &f, &e->vcpu, errp))
+        return false;
+    qs_buf_reset(&e->body);
+    qs_metrics_render(&e->body, fmt, e->vm_name, &e->schemas, &e->vm,
+                      &e->vcpu, wall_clock());
+    return true;
+}
+
+static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status,
+                             const char *ctype, const char *body, size_t len,
+                             const char *allow)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    if (allow)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+    enum MHD_Result ret = MHD_queue_response(conn, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned status,
+                                  const char *text, const char *allow)
+{
+    return reply(conn, status, "text/plain; charset=utf-8", text, strlen(text),
+                 allow);
+}
+
+/* MHD answers HEAD itself from the GET response (headers and
+ * Content-Length, no body), so both methods take the same path. */
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
+                                  const char *url, const char *method,
+                                  const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    qs_exporter *e = cls;
+    if (strcmp(url, "/metrics") != 0)
+        return reply_text(conn, MHD_HTTP_NOT_FOUND,
+                          "Not found: metrics are served at /metrics\n", NULL);
+    if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
+        return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
+                          "Method not allowed\n", "GET, HEAD");
+    const char *accept = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_ACCEPT);
+    qs_metrics_format fmt = qs_metrics_negotiate(accept);
+    qs_error *err = NULL;
+    if (!scrape(e, fmt, &err)) {
+        char *msg = qs_strdup_printf("qstats: %s\n", err->msg);
+        enum MHD_Result r = reply_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, msg, NULL);
+        free(msg);
+        qs_error_free(err);
+        return r;
+    }
+    return reply(conn, MHD_HTTP_OK, qs_metrics_content_type(fmt),
+                 e->body.data ? e->body.data : "", e->body.len, NULL);
+}
+
+/* ---- MHD inside the uv loop -------------------------------------------- */
+
+static void on_timer(uv_timer_t *t);
+
+/* Runs MHD's pending work, then arms the timer for its next deadline
+ * (0 ms when it still has buffered work, as its documentation demands). */
+static void run_mhd(qs_exporter *e)
+{
+    MHD_UNSIGNED_LONG_LONG ms;
+    MHD_run(e->mhd);
+    if (MHD_get_timeout(e->mhd, &ms) == MHD_YES)
+        uv_timer_start(&e->timer, on_timer, ms, 0);
+    else
+        uv_timer_stop(&e->timer);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    run_mhd(t->data);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+    run_mhd(p->data);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    fputs("qstatsd: metrics: ", stderr);
+    vfprintf(stderr, fmt, ap);
+}
+
+/* ---- listening socket -------------------------------------------------- */
+
+static bool is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const void *)sa;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) ||
+               (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return false;
+}
+
+/* Binds and listens ourselves (rather than letting MHD do it) so errors
+ * carry errno text and port 0 can be read back. */
+static int open_listener(const char *listen_arg, bool allow_remote, int *family,
+                         int *port, qs_error **errp)
+{
+    char host[256], service[8];
+    int p;
+    if (!qs_exporter_parse_listen(listen_arg, host, sizeof(host), &p, errp))
+        return -1;
+    snprintf(service, sizeof(service), "%d", p);
+    struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_NUMERICSERV | AI_PASSIVE };
+    struct addrinfo *ai;
+    int rc = getaddrinfo(host[0] ? host : NULL, service, &hints, &ai);
+    if (rc) {
+        qs_error_setg(errp, "Cannot resolve metrics host '%s': %s", host,
+                      gai_strerror(rc));
+        return -1;
+    }
+    int fd = -1;
+    if (!allow_remote && !is_loopback(ai->ai_addr)) {
+        qs_error_setg(errp, "Refusing to serve metrics on non-loopback address "
+                      "'%s' without --allow-remote", listen_arg);
+        goto out;
+    }
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 64)) {
+        qs_error_setg(errp, "Cannot listen on '%s': %s", listen_arg, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+        goto out;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    *port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                           : ((struct sockaddr_in *)&ss)->sin_port);
+    *family = ai->ai_family;
+out:
+    freeaddrinfo(ai);
+    return fd;
+}
+
+/* ---- lifetime ---------------------------------------------------------- */
+
+static void destroy(qs_exporter *e)
+{
+    qs_schemas_destroy(&e->schemas);
+    qs_results_destroy(&e->vm);
+    qs_results_destroy(&e->vcpu);
+    qs_buf_free(&e->body);
+    free(e->vm_name);
+    free(e);
+}
+
+static bool start_mhd(qs_exporter *e, int fd, int family, qs_error **errp)
+{
+    unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+                     (family == AF_INET6 ? MHD_USE_IPv6 : 0);
+    e->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, e,
+                              MHD_OPTION_EXTERNAL_LOGGER, mhd_log, e,
+                              MHD_OPTION_LISTEN_SOCKET, fd,
+                              MHD_OPTION_CONNECTION_LIMIT, 64u,
+                              MHD_OPTION_CONNECTION_TIMEOUT, 15u,
+                              MHD_OPTION_END);
+    if (!e->mhd) {
+        close(fd);
+        qs_error_setg(errp, "Cannot start the metrics HTTP server");
+        return false;
+    }
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(e->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    if (!info || uv_poll_init(e->loop, &e->poll, info->epoll_fd) != 0) {
+        MHD_stop_daemon(e->mhd);
+        qs_error_setg(errp, "Cannot watch the metrics HTTP server's epoll fd");
+        return false;
+    }
+    return true;
+}
+
+qs_exporter *qs_exporter_new(uv_loop_t *loop, const qs_exporter_config *cfg,
+                             const char *listen, bool allow_remote,
+                             qs_error **errp)
+{
+    int family = AF_INET, port = 0;
+    int fd = open_listener(listen, allow_remote, &family, &port, errp);
+    if (fd < 0)
+        return NULL;
+    qs_exporter *e = qs_calloc(1, sizeof(*e));
+    e->loop = loop;
+    e->reg = cfg->reg;
+    e->vm_name = qs_strdup(cfg->vm_name ? cfg->vm_name : QS_METRICS_DEFAULT_VM);
+    e->port = port;
+    qs_schemas_init(&e->schemas);
+    qs_results_init(&e->vm);
+    qs_results_init(&e->vcpu);
+    qs_buf_init(&e->body);
+    if (!start_mhd(e, fd, family, errp)) {
+        destroy(e);
+        return NULL;
+    }
+    e->poll.data = e;
+    uv_timer_init(loop, &e->timer);
+    e->timer.data = e;
+    e->open_handles = 2;
+    uv_poll_start(&e->poll, UV_READABLE, on_poll);
+    run_mhd(e);
+    return e;
+}
+
+int qs_exporter_port(const qs_exporter *e)
+{
+    return e->port;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    qs_exporter *e = h->data;
+    if (--e->open_handles == 0)
+        destroy(e);
+}
+
+void qs_exporter_free(qs_exporter *e)
+{
+    if (!e)
+        return;
+    /* Stop watching the epoll fd before MHD closes it. */
+    uv_poll_stop(&e->poll);
+    uv_timer_stop(&e->timer);
+    MHD_stop_daemon(e->mhd);
+    e->mhd = NULL;
+    uv_close((uv_handle_t *)&e->poll, on_closed);
+    uv_close((uv_handle_t *)&e->timer, on_closed);
+}
+
+#else /* !QS_HAVE_MHD */
+
+struct qs_exporter { int port; };
+
+qs_exporter *qs_exporter_new(uv_loop_t *loop, const qs_exporter_config *cfg,
+                             const char *listen, bool allow_remote,
+                             qs_error **errp)
+{
+    qs_error_setg(errp, "The metrics endpoint is unavailable: qstats was "
+                  "built without libmicrohttpd");
+    return NULL;
+}
+
+int qs_exporter_port(const qs_exporter *e) { return e ? e->port : -1; }
+void qs_exporter_free(qs_exporter *e) { (void)e; }
+
+#endif
