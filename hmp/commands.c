@@ -1,0 +1,307 @@
+/*
+ * commands.c - the HMP interpreter: the command table, dispatch with
+ * QEMU's "unknown command" and `Try "help ..."` texts, help, cpu, quit,
+ * info version and info balloon, and the per-monitor current CPU.  Output
+ * is produced with "\n" and turned into "\r\n" on the way out, as QEMU's
+ * monitor_puts does.
+ */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* providers/balloon is written in parallel; a weak reference keeps hmp
+ * linkable without it (info balloon then says there is no balloon). */
+uint64_t qs_balloon_actual(const qs_balloon *b) __attribute__((weak));
+
+/* ---- interpreter and monitors ----------------------------------------- */
+
+qs_hmp *qs_hmp_new(const qs_hmp_config *cfg)
+{
+    qs_hmp *h = qs_calloc(1, sizeof(*h));
+    h->cfg = *cfg;
+    qs_results_init(&h->results);
+    qs_schemas_init(&h->schemas);
+    return h;
+}
+
+void qs_hmp_free(qs_hmp *h)
+{
+    if (!h)
+        return;
+    qs_results_destroy(&h->results);
+    qs_schemas_destroy(&h->schemas);
+    free(h);
+}
+
+qs_hmp_monitor *qs_hmp_monitor_new(qs_hmp *h)
+{
+    qs_hmp_monitor *m = qs_calloc(1, sizeof(*m));
+    m->h = h;
+    return m;
+}
+
+void qs_hmp_monitor_free(qs_hmp_monitor *m)
+{
+    if (!m)
+        return;
+    free(m->cpu_path);
+    free(m);
+}
+
+/* Paths of the vCPU objects, in registry order. */
+static char **list_vcpus(qs_registry *reg, size_t *n)
+{
+    qs_prop_info *props = NULL;
+    size_t nprops = 0;
+    char **v = NULL;
+
+    *n = 0;
+    if (!qs_registry_qom_list(reg, QS_HMP_VCPU_DIR, &props, &nprops, NULL))
+        return NULL;
+    v = qs_calloc(nprops + 1, sizeof(char *));
+    for (size_t i = 0; i < nprops; i++)
+        if (strcmp(props[i].type, "child<" QS_HMP_VCPU_TYPE ">") == 0)
+            v[(*n)++] = qs_strdup_printf(QS_HMP_VCPU_DIR "/%s", props[i].name);
+    qs_prop_info_free(props, nprops);
+    return v;
+}
+
+static bool is_vcpu(qs_registry *reg, const char *path)
+{
+    size_t n;
+    char **v = list_vcpus(reg, &n);
+    bool found = false;
+    for (size_t i = 0; i < n && !found; i++)
+        found = strcmp(v[i], path) == 0;
+    qs_hmp_strv_free(v);
+    return found;
+}
+
+char *qs_hmp_current_cpu(qs_hmp_monitor *m)
+{
+    size_t n;
+    char **v = list_vcpus(m->h->cfg.reg, &n);
+    char *cur = NULL;
+
+    for (size_t i = 0; i < n && !cur && m->cpu_path; i++)
+        if (strcmp(v[i], m->cpu_path) == 0)
+            cur = qs_strdup(v[i]);
+    /* Like QEMU's monitor: a CPU that went away falls back to the first. */
+    if (!cur && n)
+        cur = qs_strdup(v[0]);
+    qs_hmp_strv_free(v);
+    return cur;
+}
+
+static bool set_cpu(qs_hmp_monitor *m, int64_t index)
+{
+    if (index < 0)
+        return false;
+    char *path = qs_strdup_printf(QS_HMP_VCPU_DIR "/device[%lld]", (long long)index);
+    if (!is_vcpu(m->h->cfg.reg, path)) {
+        free(path);
+        return false;
+    }
+    free(m->cpu_path);
+    m->cpu_path = path;
+    return true;
+}
+
+bool qs_hmp_monitor_set_cpu(qs_hmp_monitor *m, int64_t index, qs_error **errp)
+{
+    if (!set_cpu(m, index)) {
+        qs_error_setg(errp, "Parameter 'cpu-index' expects a CPU number");
+        return false;
+    }
+    return true;
+}
+
+/* ---- simple commands --------------------------------------------------- */
+
+static void cmd_cpu(qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out)
+{
+    if (!set_cpu(m, qs_hmp_args_int(a, "index")))
+        qs_buf_puts(out, "invalid CPU index\n");
+}
+
+static void cmd_quit(qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out)
+{
+    if (m->h->cfg.on_quit)
+        m->h->cfg.on_quit(m->h->cfg.opaque);
+}
+
+static void cmd_info_version(qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out)
+{
+    /* QEMU prints "<version><package>"; qstats' package is "(qstats)". */
+    qs_buf_puts(out, QS_VERSION_STRING " (qstats)\n");
+}
+
+static void cmd_info_balloon(qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out)
+{
+    qs_balloon *b = m->h->cfg.balloon;
+    if (!b || !qs_balloon_actual) {
+        qs_buf_puts(out, "Error: No balloon device has been activated\n");
+        return;
+    }
+    qs_buf_puts(out, "balloon: actual=");
+    qs_buf_put_u64(out, qs_balloon_actual(b) >> 20);
+    qs_buf_putc(out, '\n');
+}
+
+static void cmd_help(qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out);
+static void cmd_info(qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out);
+
+static const qs_hmp_cmd info_cmds[] = {
+    { "balloon", "", "", "show balloon information", cmd_info_balloon, NULL },
+    { "stats", "all:-a,bounds:-b,target:s,names:s?,provider:s?",
+      "[-a] [-b] target [names] [provider]",
+      "show statistics for the given target (vm or vcpu); optionally filter by "
+      "name (comma-separated list, or * for all) and provider (-a: every vCPU, "
+      "each under its qom-path; -b: histogram buckets with their bounds)",
+      qs_hmp_cmd_info_stats, NULL },
+    { "version", "", "", "show the version of qstats", cmd_info_version, NULL },
+    { NULL, NULL, NULL, NULL, NULL, NULL },
+};
+
+static const qs_hmp_cmd top_cmds[] = {
+    { "cpu", "index:i", "index", "set the default CPU", cmd_cpu, NULL },
+    { "help|?", "name:S?", "[cmd]", "show the help", cmd_help, NULL },
+    { "info", "item:s?", "[subcommand]",
+      "show various information about the system state", cmd_info, info_cmds },
+    { "qom-get", "path:s,property:s", "path property", "print QOM property",
+      qs_hmp_cmd_qom_get, NULL },
+    { "qom-list", "path:s?", "path", "list QOM properties", qs_hmp_cmd_qom_list, NULL },
+    { "qom-set", "json:-j,path:s,property:s,value:S", "[-j] path property value",
+      "set QOM property.\n\t\t\t-j: the value is specified in json format.",
+      qs_hmp_cmd_qom_set, NULL },
+    { "quit|q", "", "", "quit qstats", cmd_quit, NULL },
+    { NULL, NULL, NULL, NULL, NULL, NULL },
+};
+
+/* ---- help ------------------------------------------------------------- */
+
+/* "quit|q" matches "quit" and "q". */
+static bool name_matches(const char *names, const char *word, size_t len)
+{
+    for (const char *s = names; *s;) {
+        size_t n = strcspn(s, "|");
+        if (n == len && strncmp(s, word, len) == 0)
+            return true;
+        s += n + (s[n] == '|');
+    }
+    return false;
+}
+
+static const qs_hmp_cmd *find_cmd(const qs_hmp_cmd *t, const char *word, size_t len)
+{
+    for (; t->name; t++)
+        if (name_matches(t->name, word, len))
+            return t;
+    return NULL;
+}
+
+static void help_one(qs_buf *out, char *const *prefix, size_t nprefix, const qs_hmp_cmd *c)
+{
+    for (size_t i = 0; i < nprefix; i++)
+        qs_buf_printf(out, "%s ", prefix[i]);
+    qs_buf_printf(out, "%s %s -- %s\n", c->name, c->params, c->help);
+}
+
+/* QEMU's help_cmd_dump: descend while words name commands with subtables. */
+static void help_dump(qs_buf *out, const qs_hmp_cmd *t, char *const *words, size_t n, size_t i)
+{
+    if (i >= n) {
+        for (; t->name; t++)
+            help_one(out, words, i, t);
+        return;
+    }
+    const qs_hmp_cmd *c = find_cmd(t, words[i], strlen(words[i]));
+    if (c && c->sub) {
+        help_dump(out, c->sub, words, n, i + 1);
+    } else if (c) {
+        help_one(out, words, i, c);
+    } else {
+        qs_buf_puts(out, "unknown command: '");
+        for (size_t k = 0; k <= i; k++)
+            qs_buf_printf(out, "%s%s", words[k], k == i ? "'\n" : " ");
+    }
+}
+
+static void cmd_help(qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out)
+{
+    const char *p = qs_hmp_args_str(a, "name");
+    char **words = NULL;
+    size_t n = 0;
+    char *w;
+
+    while (p && qs_hmp_get_str(&p, &w)) {
+        words = qs_realloc(words, (n + 2) * sizeof(char *));
+        words[n++] = w;
+        words[n] = NULL;
+    }
+    help_dump(out, top_cmds, words, n, 0);
+    qs_hmp_strv_free(words);
+}
+
+static void cmd_info(qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out)
+{
+    char info[] = "info";
+    char *words[] = { info };
+    help_dump(out, info_cmds, words, 1, 1);
+}
+
+/* ---- dispatch --------------------------------------------------------- */
+
+static void run_line(qs_hmp_monitor *m, const char *line, qs_buf *out)
+{
+    const qs_hmp_cmd *t = top_cmds, *c = NULL;
+    const char *p = line;
+
+    for (;;) {
+        while (isspace((unsigned char)*p))
+            p++;
+        if (!*p)
+            break;              /* empty line; "info " with nothing after is silent in QEMU too */
+        const char *name = p;
+        while (*p && *p != '/' && !isspace((unsigned char)*p))
+            p++;
+        c = find_cmd(t, name, (size_t)(p - name));
+        if (!c) {
+            qs_buf_printf(out, "unknown command: '%.*s'\n", (int)(p - line), line);
+            return;
+        }
+        if (!c->sub || !*p)
+            break;
+        t = c->sub;
+        c = NULL;
+    }
+    if (!c)
+        return;
+
+    qs_hmp_args args;
+    if (qs_hmp_parse_args(c->name, c->args, p, &args, out)) {
+        c->fn(m, &args, out);
+    } else {
+        size_t len = (size_t)(p - line);
+        while (len && isspace((unsigned char)line[len - 1]))
+            len--;
+        qs_buf_printf(out, "Try \"help %.*s\" for more information\n", (int)len, line);
+    }
+    qs_hmp_args_free(&args);
+}
+
+void qs_hmp_execute(qs_hmp_monitor *m, const char *line, qs_buf *out)
+{
+    qs_buf tmp;
+    qs_buf_init(&tmp);
+    run_line(m, line, &tmp);
+    /* monitor_puts: every "\n" leaves as "\r\n". */
+    for (size_t i = 0; i < tmp.len; i++) {
+        if (tmp.data[i] == '\n')
+            qs_buf_putc(out, '\r');
+        qs_buf_putc(out, tmp.data[i]);
+    }
+    qs_buf_free(&tmp);
+}

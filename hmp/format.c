@@ -1,0 +1,272 @@
+/*
+ * format.c - `info stats` text, byte for byte as QEMU's
+ * stats/stats-hmp-cmds.c prints it (qemu-reference.md §3.3), with the
+ * contract's deliberate differences: values are printed unsigned, and
+ * results arrive in natural order.  Also the -b extension (histogram
+ * buckets with their bounds in scaled units) and the pretty JSON that
+ * qom-get prints.  Pure functions from qs_results/qs_schemas to text.
+ */
+#include <inttypes.h>
+#include <string.h>
+
+#include "internal.h"
+
+static const char *const si_prefixes[] = {
+    "a", "f", "p", "n", "u", "m", "", "K", "M", "G", "T", "P", "E",
+};
+static const char *const iec_prefixes[] = { "", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei" };
+
+void qs_hmp_format_descr(qs_buf *out, const qs_schema_value *sv)
+{
+    const char *unit = sv->unit == QS_UNIT_SECONDS ? "s"
+                     : sv->unit == QS_UNIT_BYTES ? "B" : NULL;
+    int exp = sv->exponent;
+
+    qs_buf_puts(out, qs_stat_type_name(sv->type));
+    if (sv->unit != QS_UNIT_NONE || exp)
+        qs_buf_puts(out, ", ");
+    if (unit && sv->base == 10 && exp >= -18 && exp <= 18 && exp % 3 == 0) {
+        qs_buf_puts(out, si_prefixes[(exp + 18) / 3]);
+    } else if (unit && sv->base == 2 && exp >= 0 && exp <= 60 && exp % 10 == 0) {
+        qs_buf_puts(out, iec_prefixes[exp / 10]);
+    } else if (exp) {
+        /* No prefix fits: exponential notation and the unit's English name. */
+        qs_buf_printf(out, "* %d^%d%s", sv->base, exp,
+                      sv->unit != QS_UNIT_NONE ? " " : "");
+        unit = NULL;
+    }
+    if (sv->unit != QS_UNIT_NONE)
+        qs_buf_puts(out, unit ? unit : qs_unit_name(sv->unit));
+    /* QEMU prints the bucket size with %d; it is a u32, so print it as one. */
+    if (sv->type == QS_TYPE_LINEAR_HIST)
+        qs_buf_printf(out, ", bucket size=%" PRIu32, sv->bucket_size);
+}
+
+/* ---- -b: bucket bounds ------------------------------------------------- */
+
+/* base^exponent as a double, without libm (an absent base scales by 1). */
+static double scale_factor(const qs_schema_value *sv)
+{
+    double f = 1;
+    if (sv->base == 0)
+        return 1;
+    for (int i = 0; i < sv->exponent; i++)
+        f *= sv->base;
+    for (int i = 0; i > sv->exponent; i--)
+        f /= sv->base;
+    return f;
+}
+
+/* Raw (unscaled) lower bound of bucket i, per the kernel's bucket rules:
+ * log2 bucket 0 is [0,1), bucket i is [2^(i-1), 2^i); linear bucket i is
+ * [size*i, size*(i+1)). */
+static double bucket_low(const qs_schema_value *sv, size_t i)
+{
+    if (sv->type == QS_TYPE_LINEAR_HIST)
+        return (double)sv->bucket_size * (double)i;
+    if (i == 0)
+        return 0;
+    double v = 1;
+    for (size_t k = 1; k < i; k++)
+        v *= 2;
+    return v;
+}
+
+typedef struct scale {
+    double div;
+    const char *suffix;
+} scale;
+
+/* Picks the prefix for a bucket from its larger finite bound, so that both
+ * bounds read naturally ("[0.512,1.02)us"). */
+static scale pick_scale(qs_unit unit, double ref)
+{
+    static const scale secs[] = {
+        { 1e-12, "ps" }, { 1e-9, "ns" }, { 1e-6, "us" }, { 1e-3, "ms" }, { 1, "s" },
+    };
+    static const scale bytes[] = {
+        { 1, "B" }, { 1024.0, "KiB" }, { 1048576.0, "MiB" }, { 1073741824.0, "GiB" },
+        { 1099511627776.0, "TiB" }, { 1125899906842624.0, "PiB" },
+        { 1152921504606846976.0, "EiB" },
+    };
+    const scale *t = unit == QS_UNIT_SECONDS ? secs : bytes;
+    size_t n = unit == QS_UNIT_SECONDS ? sizeof(secs) / sizeof(secs[0])
+                                       : sizeof(bytes) / sizeof(bytes[0]);
+    size_t k = 0;
+    /* The tolerance keeps 1000 ns (0.999999...e-6 s) from staying in ns. */
+    while (k + 1 < n && ref >= t[k + 1].div * (1 - 1e-9))
+        k++;
+    return t[k];
+}
+
+static void put_number(qs_buf *out, double v)
+{
+    if (v >= 1000)
+        qs_buf_printf(out, "%.0f", v);
+    else
+        qs_buf_printf(out, "%.3g", v);
+}
+
+void qs_hmp_format_bucket(qs_buf *out, const qs_schema_value *sv, size_t i, size_t n)
+{
+    double f = scale_factor(sv);
+    double lo = bucket_low(sv, i) * f;
+    bool last = i + 1 >= n;
+    double hi = last ? 0 : bucket_low(sv, i + 1) * f;
+    scale s = { 1, sv->unit == QS_UNIT_CYCLES ? "cycles" : "" };
+
+    if (sv->unit == QS_UNIT_SECONDS || sv->unit == QS_UNIT_BYTES)
+        s = pick_scale(sv->unit, last ? lo : hi);
+    qs_buf_putc(out, '[');
+    put_number(out, lo / s.div);
+    if (last) {
+        qs_buf_printf(out, "%s,+inf)", s.suffix);
+        return;
+    }
+    qs_buf_putc(out, ',');
+    put_number(out, hi / s.div);
+    qs_buf_printf(out, ")%s", s.suffix);
+}
+
+/* ---- one result ------------------------------------------------------- */
+
+static void format_value(qs_buf *out, const qs_schema_value *sv,
+                         const qs_stat *st, const qs_results *res, bool bounds)
+{
+    const uint64_t *v = qs_results_values(res, st->off);
+
+    switch (qs_schema_value_kind(st->desc)) {
+    case QS_VALUE_SCALAR:
+        qs_buf_puts(out, ": ");
+        qs_buf_put_u64(out, v[0]);     /* QEMU's PRId64 turns >= 2^63 negative */
+        break;
+    case QS_VALUE_BOOLEAN:
+        qs_buf_puts(out, v[0] ? ": yes" : ": no");
+        break;
+    case QS_VALUE_LIST:
+        qs_buf_puts(out, ": ");
+        for (size_t i = 0; i < st->desc->size; i++) {
+            if (bounds)
+                qs_hmp_format_bucket(out, sv, i, st->desc->size);
+            else
+                qs_buf_printf(out, "[%zu]", i + 1);
+            qs_buf_putc(out, '=');
+            qs_buf_put_u64(out, v[i]);
+            qs_buf_putc(out, ' ');     /* QEMU's trailing space */
+        }
+        break;
+    }
+    qs_buf_putc(out, '\n');
+}
+
+/* Walks the result's stats and the schema together, the cursor moving
+ * forward only, as QEMU does; a stat the rest of the schema lacks ends the
+ * result (QEMU would then dereference NULL in one case; we just stop). */
+static void format_result(qs_buf *out, const qs_results *res, const qs_result *r,
+                          const qs_schema *schema, bool bounds)
+{
+    size_t j = 0;
+    for (size_t k = 0; k < r->count; k++, j++) {
+        const qs_stat *st = &res->stats[r->first + k];
+        const char *name = st->desc->name;
+        while (j < schema->n && strcmp(schema->stats[j].name, name) != 0)
+            j++;
+        if (j == schema->n) {
+            qs_buf_printf(out, "failed to find schema entry for %s\n", name);
+            return;
+        }
+        qs_buf_printf(out, "    %s (", name);
+        qs_hmp_format_descr(out, &schema->stats[j]);
+        qs_buf_putc(out, ')');
+        format_value(out, &schema->stats[j], st, res, bounds);
+    }
+}
+
+void qs_hmp_format_stats(qs_buf *out, const qs_results *res,
+                         const qs_schemas *schemas, qs_target target,
+                         const qs_hmp_format_opts *o)
+{
+    for (size_t i = 0; i < res->nres; i++) {
+        const qs_result *r = &res->res[i];
+        const qs_schema *schema = qs_schemas_find(schemas, r->provider, target);
+        const char *pname = qs_provider_name(r->provider);
+
+        /* QEMU looks for the schema's value list, so an empty schema is as
+         * good as none. */
+        if (!schema || schema->n == 0) {
+            qs_buf_printf(out, "failed to find schema list for %s\n", pname);
+            continue;
+        }
+        if (o->show_provider)
+            qs_buf_printf(out, "provider: %s\n", pname);
+        if (o->show_qom_path && r->qom_path)
+            qs_buf_printf(out, "qom-path: %s\n", r->qom_path);
+        format_result(out, res, r, schema, o->bounds);
+    }
+}
+
+/* ---- pretty JSON, as QEMU's qobject_to_json_pretty ---------------------- */
+
+static void newline(qs_buf *out, int depth)
+{
+    qs_buf_putc(out, '\n');
+    for (int i = 0; i < depth * 4; i++)
+        qs_buf_putc(out, ' ');
+}
+
+/* Copies one JSON string token starting at s[*i] == '"'. */
+static void copy_string(qs_buf *out, const char *s, size_t len, size_t *i)
+{
+    size_t start = (*i)++;
+    while (*i < len && s[*i] != '"')
+        *i += s[*i] == '\\' ? 2 : 1;
+    if (*i < len)
+        (*i)++;
+    qs_buf_append(out, s + start, (*i > len ? len : *i) - start);
+}
+
+void qs_hmp_json_pretty(qs_buf *out, const char *s, size_t len)
+{
+    int depth = 0;
+    bool fresh = false;       /* just opened a container: next value goes on a new line */
+
+    for (size_t i = 0; i < len;) {
+        char c = s[i];
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+            i++;
+            continue;
+        }
+        if (c == '}' || c == ']') {
+            depth--;
+            newline(out, depth);
+            qs_buf_putc(out, c);
+            fresh = false;
+            i++;
+            continue;
+        }
+        if (fresh) {
+            newline(out, depth);
+            fresh = false;
+        }
+        if (c == '"') {
+            copy_string(out, s, len, &i);
+        } else if (c == '{' || c == '[') {
+            qs_buf_putc(out, c);
+            depth++;
+            fresh = true;
+            i++;
+        } else if (c == ',') {
+            qs_buf_putc(out, ',');
+            newline(out, depth);
+            i++;
+        } else if (c == ':') {
+            qs_buf_puts(out, ": ");
+            i++;
+        } else {
+            size_t start = i;
+            while (i < len && !strchr(" \t\r\n,:]}", s[i]))
+                i++;
+            qs_buf_append(out, s + start, i - start);
+        }
+    }
+}

@@ -1,0 +1,62 @@
+/*
+ * qs-hmp.h - the human monitor: QEMU's HMP command syntax and output for
+ * `info stats` and the few other commands qstats has, plus the consoles
+ * that carry it (stdio, unix sockets).  The QMP layer uses the same
+ * interpreter for human-monitor-command.
+ *
+ *   qs_hmp           the command interpreter, shared by every monitor; it
+ *                    reads the registry only (schemas, stats, object tree).
+ *   qs_hmp_monitor   one monitor's state: its current CPU (`cpu N`).
+ *   qs_hmp_console   a transport on the caller's uv loop; every unix client
+ *                    gets its own monitor.
+ *
+ * Output uses "\r\n" line endings, as QEMU's monitor_puts produces them, so
+ * that human-monitor-command can return it verbatim.
+ */
+#ifndef QS_HMP_H
+#define QS_HMP_H
+
+#include <uv.h>
+#include "qs-core.h"
+
+/* Provided by providers/balloon: uint64_t qs_balloon_actual(const qs_balloon *b)
+ * returns the balloon size in bytes. */
+typedef struct qs_balloon qs_balloon;
+
+typedef struct qs_hmp qs_hmp;
+typedef struct qs_hmp_monitor qs_hmp_monitor;
+
+typedef struct qs_hmp_config {
+    qs_registry *reg;
+    qs_balloon *balloon;            /* may be NULL: info balloon then fails */
+    /* The quit command.  It may close consoles at once, but must not free
+     * the qs_hmp while the command runs (defer that to the loop). */
+    void (*on_quit)(void *opaque);
+    void *opaque;
+} qs_hmp_config;
+
+qs_hmp *qs_hmp_new(const qs_hmp_config *cfg);
+void qs_hmp_free(qs_hmp *h);
+
+qs_hmp_monitor *qs_hmp_monitor_new(qs_hmp *h);
+void qs_hmp_monitor_free(qs_hmp_monitor *m);
+/* Sets the monitor's current CPU (human-monitor-command's cpu-index);
+ * false + errp if there is no such vCPU. */
+bool qs_hmp_monitor_set_cpu(qs_hmp_monitor *m, int64_t index, qs_error **errp);
+/* Runs one command line and appends its output, every line ending "\r\n". */
+void qs_hmp_execute(qs_hmp_monitor *m, const char *line, qs_buf *out);
+
+/* The prompt of the consoles. */
+#define QS_HMP_PROMPT "(qstats) "
+
+typedef struct qs_hmp_console qs_hmp_console;
+
+/* spec: "stdio" or "unix:PATH" (a listening socket; each client is its own
+ * monitor; works with `socat - UNIX-CONNECT:PATH`). */
+qs_hmp_console *qs_hmp_console_new(uv_loop_t *loop, qs_hmp *h, const char *spec,
+                                   qs_error **errp);
+/* Closes the handles (memory goes in their close callbacks, so run the loop
+ * afterwards) and unlinks the unix socket. */
+void qs_hmp_console_free(qs_hmp_console *c);
+
+#endif
