@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "hmp/internal.h"
+#include "qs-balloon.h"
 
 #define NVCPUS 2
 
@@ -373,6 +374,29 @@ static void test_info_version_and_balloon(void **state)
                         "Error: No balloon device has been activated\r\n");
 }
 
+/* With the real balloon device: its size in MiB, as QEMU prints it. */
+static void test_info_balloon_reports_mib(void **state)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    qs_registry *reg = qs_registry_new();
+    qs_balloon *b = qs_balloon_new(&loop, reg, 256ull << 20);
+    qs_hmp *h = qs_hmp_new(&(qs_hmp_config){ .reg = reg, .balloon = b });
+    qs_hmp_monitor *m = qs_hmp_monitor_new(h);
+    qs_buf out;
+    qs_buf_init(&out);
+    qs_hmp_execute(m, "info balloon", &out);
+    qs_buf_putc(&out, '\0');
+    assert_string_equal(out.data, "balloon: actual=256\r\n");
+    qs_buf_free(&out);
+    qs_hmp_monitor_free(m);
+    qs_hmp_free(h);
+    qs_balloon_free(b);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    qs_registry_free(reg);
+}
+
 static void test_quit_calls_back(void **state)
 {
     fake *f = *state;
@@ -473,6 +497,7 @@ int main(void)
         T(test_unknown_commands),
         T(test_help),
         T(test_info_version_and_balloon),
+        cmocka_unit_test(test_info_balloon_reports_mib),
         T(test_quit_calls_back),
         T(test_qom_list),
         T(test_qom_get_prints_pretty_json),
