@@ -125,6 +125,7 @@ static void cmd_cpu(qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out)
 
 static void cmd_quit(qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out)
 {
+    m->quit = true;
     if (m->h->cfg.on_quit)
         m->h->cfg.on_quit(m->h->cfg.opaque);
 }

@@ -168,6 +168,14 @@ static void run_lines(conn *k)
         start = (size_t)(nl - k->line.data) + 1;
         if (k->closing || k->con->closing)
             break;
+        if (k->mon->quit) {
+            /* Like QEMU, nothing after quit: no prompt, no further lines. */
+            conn_send(k, out.data, out.len);
+            if (k->in)
+                uv_read_stop(k->in);
+            k->line.len = start = 0;
+            break;
+        }
         qs_buf_puts(&out, QS_HMP_PROMPT);
         conn_send(k, out.data, out.len);
         qs_buf_reset(&out);
@@ -223,7 +231,7 @@ static void on_fs_read(uv_fs_t *req)
     k->fs_busy = false;
     if (n > 0 && !k->closing) {
         conn_input(k, k->fs_buf, (size_t)n);
-        if (!k->closing)
+        if (!k->closing && !k->mon->quit)
             start_fs_read(k);
     }
     conn_release(k);          /* the reference the read held */

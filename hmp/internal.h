@@ -89,6 +89,7 @@ struct qs_hmp {
 struct qs_hmp_monitor {
     qs_hmp *h;
     char *cpu_path;       /* NULL: the first vCPU */
+    bool quit;            /* quit ran: a console reads no further line */
 };
 
 /* The object type vCPU objects are registered with. */
