@@ -1,0 +1,243 @@
+"""The metrics endpoint end to end: the real qstatsd with its micro-VM and
+--metrics on loopback, checked by Debian's promtool (text format), by raw
+HTTP (OpenMetrics negotiation, HEAD, 404) and by a real Prometheus server
+started here with a generated config, whose query API must see rate() of
+every vCPU's exit counter and a histogram_quantile over the halt-wait
+histogram.  Expected metric names come from query-stats-schemas over QMP,
+so a kernel with other stats is checked just the same."""
+import atexit
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from qstest import QSTATSD, Daemon, need_kvm, run_module, skip
+
+OM_ACCEPT = ("application/openmetrics-text;version=1.0.0,"
+             "application/openmetrics-text;version=0.0.1;q=0.75,"
+             "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+TEXT_CTYPE = "text/plain; version=0.0.4; charset=utf-8"
+OM_CTYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(url, method="GET", accept=None, timeout=5):
+    req = urllib.request.Request(url, method=method)
+    if accept:
+        req.add_header("Accept", accept)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.headers, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read().decode()
+
+
+class MetricsDaemon(Daemon):
+    def __init__(self):
+        self.port = free_port()
+        try:
+            super().__init__("--metrics", f"127.0.0.1:{self.port}", "--name", "itest", vcpus=2)
+            self.url = f"http://127.0.0.1:{self.port}/metrics"
+            self.wait_for_http()
+        except BaseException:
+            if getattr(self, "proc", None):     # never leave a daemon behind
+                self.proc.kill()
+                self.proc.wait()
+            raise
+
+    def wait_for_http(self):
+        deadline = time.time() + 10
+        while True:
+            try:
+                http(self.url)
+                return
+            except OSError:
+                if time.time() > deadline:
+                    raise RuntimeError("metrics endpoint never answered: " + self.log())
+                time.sleep(0.05)
+
+
+_shared = []
+
+
+def daemon():
+    """One daemon (one micro-VM) for all tests of this file: creating VMs is
+    the slow part on a loaded machine."""
+    if not _shared:
+        _shared.append(MetricsDaemon())
+        atexit.register(_shared[0].stop)
+    return _shared[0]
+
+
+def expected_families(d):
+    """Metric family -> sample name that must exist, from the live schemas,
+    by the naming rules of exporter/qs-exporter.h."""
+    q = d.qmp()
+    schemas = q.ok("query-stats-schemas", {"provider": "kvm"})
+    q.close()
+    seconds = ["_ns", "_nsec", "_us", "_usec", "_ms", "_msec", "_s", "_sec", "_secs", "_seconds"]
+    unit_sfx = {"seconds": seconds, "bytes": ["_b", "_bytes", "_kb", "_kib", "_mb", "_mib", "_gb", "_gib"],
+                "cycles": ["_cycles"]}
+    out = {}
+    for sch in schemas:
+        for st in sch["stats"]:
+            stem = re.sub(r"[^a-zA-Z0-9_]", "_", st["name"])
+            unit = st.get("unit")
+            if st["type"] == "cumulative" and stem.endswith("_total"):
+                stem = stem[:-6]
+            for sfx in unit_sfx.get(unit, []):
+                if stem.lower().endswith(sfx) and len(stem) > len(sfx):
+                    stem = stem[:-len(sfx)]
+                    break
+            fam = f"qstats_kvm_{sch['target']}_{stem}"
+            if unit in unit_sfx:
+                fam += "_" + unit
+            sample = {"cumulative": fam + "_total", "instant": fam, "peak": fam}.get(
+                st["type"], fam + "_bucket")
+            out[fam] = sample
+    assert len(out) > 20, schemas
+    return out
+
+
+def test_live_scrape_passes_promtool_and_has_every_kvm_stat():
+    need_kvm()
+    if not shutil.which("promtool"):
+        skip("promtool (Debian package prometheus) is not installed")
+    d = daemon()
+    status, headers, body = http(d.url)
+    assert status == 200 and headers["Content-Type"] == TEXT_CTYPE, (status, headers)
+    chk = subprocess.run(["promtool", "check", "metrics"], input=body, text=True,
+                         capture_output=True, timeout=30)
+    assert chk.returncode == 0, chk.stdout + chk.stderr
+    types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", body, re.M))
+    for fam, sample in expected_families(d).items():
+        assert re.search(rf"^{sample}{{", body, re.M), f"no samples of {fam}"
+    # text format: a counter's TYPE names the sample; vCPU label per vCPU
+    assert types["qstats_kvm_vcpu_exits_total"] == "counter"
+    assert types["qstats_kvm_vcpu_halt_wait_seconds_total"] == "counter"
+    assert types["qstats_kvm_vcpu_halt_wait_hist_seconds"] == "histogram"
+    for v in ("0", "1"):
+        assert f'qstats_kvm_vcpu_exits_total{{vm="itest",vcpu="{v}"}} ' in body
+    assert re.search(r'^qstats_kvm_vcpu_halt_wait_hist_seconds_bucket\{vm="itest",vcpu="0",'
+                     r'le="1e-09"\} \d+$', body, re.M)
+    assert re.search(r'^qstats_kvm_vcpu_halt_wait_hist_seconds_sum\{vm="itest",vcpu="0"\} ',
+                     body, re.M)
+    assert "# HELP qstats_kvm_vcpu_exits_total VM exits of this vCPU, all reasons." in body
+
+
+def test_openmetrics_negotiated_head_and_404():
+    need_kvm()
+    d = daemon()
+    status, headers, body = http(d.url, accept=OM_ACCEPT)
+    assert status == 200 and headers["Content-Type"] == OM_CTYPE, headers
+    assert body.endswith("\n# EOF\n")
+    # OpenMetrics: bare counter family name, UNIT matching its suffix
+    assert ("# HELP qstats_kvm_vcpu_halt_wait_seconds Time the halted vCPU slept waiting "
+            "for a wake-up.\n# TYPE qstats_kvm_vcpu_halt_wait_seconds counter\n"
+            "# UNIT qstats_kvm_vcpu_halt_wait_seconds seconds\n"
+            "qstats_kvm_vcpu_halt_wait_seconds_total{") in body
+    status, headers, body = http(d.url, method="HEAD")
+    assert status == 200 and body == "" and headers["Content-Type"] == TEXT_CTYPE
+    assert int(headers["Content-Length"]) > 1000
+    status, _, _ = http(f"http://127.0.0.1:{d.port}/")
+    assert status == 404
+    status, _, _ = http(f"http://127.0.0.1:{d.port}/metrics/x")
+    assert status == 404
+
+
+def test_non_loopback_metrics_address_refused():
+    port = free_port()
+    r = subprocess.run([QSTATSD, "--no-vm", "--metrics", f"0.0.0.0:{port}"],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode != 0
+    assert "without --allow-remote" in r.stderr, r.stderr
+
+
+def prom_query(base, expr):
+    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    status, _, body = http(url)
+    assert status == 200, body
+    reply = json.loads(body)
+    assert reply["status"] == "success", reply
+    return reply["data"]["result"]
+
+
+def test_prometheus_scrapes_rate_and_histogram_quantile():
+    need_kvm()
+    if not shutil.which("prometheus"):
+        skip("prometheus (Debian package) is not installed")
+    d = daemon()
+    tmp = tempfile.mkdtemp(prefix="qstats-prom-")
+    cfg = os.path.join(tmp, "prometheus.yml")
+    with open(cfg, "w") as f:
+        f.write("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+                "scrape_configs:\n  - job_name: qstats\n    static_configs:\n"
+                f"      - targets: ['127.0.0.1:{d.port}']\n")
+    web = free_port()
+    base = f"http://127.0.0.1:{web}"
+    log = open(os.path.join(tmp, "log"), "w")
+    prom = subprocess.Popen(["prometheus", f"--config.file={cfg}",
+                             f"--storage.tsdb.path={tmp}/data",
+                             f"--web.listen-address=127.0.0.1:{web}"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        check_prometheus(base, d)
+    except BaseException:
+        log.flush()
+        print(open(os.path.join(tmp, "log")).read()[-4000:])
+        raise
+    finally:
+        prom.terminate()
+        try:
+            prom.wait(15)
+        except subprocess.TimeoutExpired:
+            prom.kill()
+            prom.wait()
+        log.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_prometheus(base, d):
+    deadline = time.time() + 45
+    rates = quant = None
+    while time.time() < deadline:
+        time.sleep(0.5)
+        try:
+            rates = prom_query(base, "rate(qstats_kvm_vcpu_exits_total[5s])")
+            quant = prom_query(base, "histogram_quantile(0.5, "
+                               "rate(qstats_kvm_vcpu_halt_wait_hist_seconds_bucket[5s]))")
+        except OSError:
+            continue        # not listening yet
+        done_rates = len(rates) == 2 and all(float(r["value"][1]) > 0 for r in rates)
+        done_quant = any(0 < float(r["value"][1]) < float("inf") for r in quant)
+        if done_rates and done_quant:
+            break
+    else:
+        raise AssertionError(f"Prometheus never saw the data: rates={rates} quantiles={quant}")
+    assert sorted(r["metric"]["vcpu"] for r in rates) == ["0", "1"], rates
+    assert all(r["metric"]["vm"] == "itest" and r["metric"]["job"] == "qstats" for r in rates)
+    # The scrape itself is healthy (Prometheus asks for OpenMetrics first).
+    targets = json.loads(http(f"{base}/api/v1/targets")[2])["data"]["activeTargets"]
+    assert [t["health"] for t in targets] == ["up"], targets
+    assert targets[0]["lastError"] == "", targets
+    # Every family of the live schemas is queryable.
+    names = {r["metric"]["__name__"] for r in
+             prom_query(base, 'group by (__name__) ({__name__=~"qstats_kvm_.+"})')}
+    missing = [s for s in expected_families(d).values() if s not in names]
+    assert not missing, missing
+
+
+if __name__ == "__main__":
+    run_module(globals())
