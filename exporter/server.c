@@ -145,12 +145,6 @@ static void on_poll(uv_poll_t *p, int status, int events)
     run_mhd(p->data);
 }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap)
-{
-    fputs("qstatsd: metrics: ", stderr);
-    vfprintf(stderr, fmt, ap);
-}
-
 /* ---- listening socket -------------------------------------------------- */
 
 static bool is_loopback(const struct sockaddr *sa)
@@ -227,10 +221,10 @@ static void destroy(qs_exporter *e)
 
 static bool start_mhd(qs_exporter *e, int fd, int family, qs_error **errp)
 {
-    unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
-                     (family == AF_INET6 ? MHD_USE_IPv6 : 0);
+    /* No MHD_USE_ERROR_LOG: it reports every client that hangs up early,
+     * which is noise on a daemon's stderr; our own failures are qs_errors. */
+    unsigned flags = MHD_USE_EPOLL | (family == AF_INET6 ? MHD_USE_IPv6 : 0);
     e->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, e,
-                              MHD_OPTION_EXTERNAL_LOGGER, mhd_log, e,
                               MHD_OPTION_LISTEN_SOCKET, fd,
                               MHD_OPTION_CONNECTION_LIMIT, 64u,
                               MHD_OPTION_CONNECTION_TIMEOUT, 15u,
