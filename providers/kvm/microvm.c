@@ -3,16 +3,20 @@
  * make real kernel statistics move, so that qstatsd has genuine VM and vCPU
  * binary-stats fds to serve without an external VMM.
  *
- * The guest is a few bytes of 32-bit protected-mode code (flat segments set
- * directly with KVM_SET_SREGS, no paging, no firmware).  Every vCPU runs the
- * same code: software-enable its own local APIC, start the LAPIC timer in
- * periodic mode, then `sti; hlt; jmp` forever.  The timer handler writes
- * EOI and returns.  So each vCPU halts (halt_exits, halt_wait_ns and the halt
+ * The guest is a few bytes of real-mode code (registers and segment caches
+ * set directly with KVM_SET_REGS/KVM_SET_SREGS, no firmware).  Every vCPU
+ * runs the same code: software-enable its own local APIC through FS, whose
+ * cached base the host points at the APIC page, arm the LAPIC timer, then
+ * `sti; hlt; jmp` forever.  The timer handler writes EOI, re-arms the timer
+ * (one-shot: KVM only offers periodic mode once CPUID has been set) and
+ * returns.  So each vCPU halts (halt_exits, halt_wait_ns and the halt
  * histograms move), is woken by an injected interrupt (irq_injections) and
  * exits on the APIC MMIO writes (exits), all inside the kernel: userspace
  * only sees KVM_RUN return when it asks for it.  The LAPIC and its timer are
  * KVM's in-kernel emulation (KVM_CREATE_IRQCHIP), whose APIC bus runs at
- * 1 GHz, so the timer period is simply a count of nanoseconds.
+ * 1 GHz, so the timer count is simply nanoseconds.  Measured on the 2-core
+ * PVM host: about 0.4% of one core per vCPU at 100 Hz, 1024 vCPUs at
+ * 6.25 Hz each about 28% of one core in all.
  *
  * One host thread per vCPU loops on KVM_RUN.  Threads run with every signal
  * blocked; KVM_SET_SIGNAL_MASK unblocks only the kick signal while inside
