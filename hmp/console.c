@@ -56,6 +56,7 @@ struct conn {
                                read in flight + commands running */
     qs_buf line;
     bool discarding;        /* rest of an over-long line */
+    bool tty_out;           /* stdout is a terminal: its ONLCR adds the \r */
     bool closing;
     conn *next;
 };
@@ -127,6 +128,17 @@ static void write_fd(int fd, const char *data, size_t len)
     }
 }
 
+/* A terminal in cooked mode turns "\n" into "\r\n" itself; sending ours
+ * as is would show up as "\r\r\n". */
+static size_t drop_cr_before_lf(char *data, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        if (!(data[i] == '\r' && i + 1 < len && data[i + 1] == '\n'))
+            data[n++] = data[i];
+    return n;
+}
+
 static void conn_send(conn *k, const char *data, size_t len)
 {
     if (k->closing || !len)
@@ -141,6 +153,8 @@ static void conn_send(conn *k, const char *data, size_t len)
     }
     write_req *w = qs_malloc(sizeof(*w) + len);
     memcpy(w->data, data, len);
+    if (k->tty_out)
+        len = drop_cr_before_lf(w->data, len);
     uv_buf_t buf = uv_buf_init(w->data, (unsigned)len);
     if (uv_write(&w->req, k->out, &buf, 1, on_written) < 0) {
         free(w);
@@ -301,8 +315,10 @@ static bool stdio_open(qs_hmp_console *c, qs_error **errp)
     } else {
         start_fs_read(k);
     }
-    if (open_std_stream(k, STDOUT_FILENO, false, &k->out_h))
+    if (open_std_stream(k, STDOUT_FILENO, false, &k->out_h)) {
         k->out = &k->out_h.stream;
+        k->tty_out = uv_guess_handle(STDOUT_FILENO) == UV_TTY;
+    }
     static const char hello[] = BANNER QS_HMP_PROMPT;
     conn_send(k, hello, sizeof(hello) - 1);
     return true;

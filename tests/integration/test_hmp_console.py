@@ -5,6 +5,7 @@ tests/fixtures/qemu-7.2-qmp-transcript.json; the console's prompt, banner,
 per-client current CPU, socket mode and cleanup; quit over stdio."""
 import json
 import os
+import pty
 import re
 import select
 import shutil
@@ -14,7 +15,7 @@ import subprocess
 import tempfile
 import time
 
-from qstest import FIXTURES, Daemon, need_kvm, run_module
+from qstest import FIXTURES, QSTATSD, Daemon, need_kvm, run_module
 
 need_kvm()
 
@@ -246,6 +247,26 @@ def test_stdio_console():
     D.proc.stdin.flush()
     both = read_until(out, b"\r\n" + PROMPT)
     assert re.fullmatch(rb"\(qstats\)     exits \(cumulative\): \d+\r\n\(qstats\) ", both), both
+
+
+def test_stdio_on_a_terminal_shows_each_line_end_once():
+    # The terminal's own ONLCR adds the \r: the console must not add another.
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([QSTATSD, "--no-vm", "--hmp", "stdio"], stdin=slave, stdout=slave,
+                            stderr=subprocess.DEVNULL, close_fds=True)
+    os.close(slave)
+    try:
+        with os.fdopen(master, "rb", buffering=0) as tty:
+            assert read_until(tty, PROMPT).endswith(b"information\r\n" + PROMPT)
+            os.write(master, b"info version\n")
+            out = read_until(tty, b"\r\n" + PROMPT)
+            assert out == b"info version\r\n0.1.0 (qstats)\r\n" + PROMPT, out   # echo, answer
+            os.write(master, b"quit\n")
+            assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_quit_on_stdio_stops_the_daemon_and_removes_the_socket():
