@@ -1,7 +1,8 @@
 """The human monitor of the real qstatsd on a real micro-VM: `info stats` over
 the unix console, over stdio and through QMP human-monitor-command, compared
 line by line (values free) with the HMP exchanges QEMU 7.2 gave in
-tests/fixtures/qemu-7.2-qmp-transcript.json; the console's prompt, banner,
+tests/fixtures/qemu-7.2-qmp-transcript.json and with a live QEMU on this
+kernel (byte for byte for every error text); the console's prompt, banner,
 per-client current CPU, socket mode and cleanup; quit over stdio."""
 import json
 import os
@@ -116,15 +117,17 @@ def blocks(sh):
     return out
 
 
-def same_shape(ours, qemu):
+def same_shape(ours, qemu, same_kernel=False):
     """Line by line with values free.  The stat set is the kernel's (the
     transcript's host kernel had a few stats this one may lack), so stats
-    are compared on the names both have, which must be nearly all."""
+    are compared on the names both have, which must be nearly all -- or
+    all of them, against a QEMU running on this very kernel."""
     a, b = blocks(shape(ours)), blocks(natural(shape(qemu)))
     assert [h for h, _ in a] == [h for h, _ in b]
     for (_, sa), (_, sb) in zip(a, b):
         common = {x[1] for x in sa} & {x[1] for x in sb}
-        assert len(common) >= 0.9 * max(len(sa), len(sb)), (sorted(common), sa, sb)
+        need = max(len(sa), len(sb)) * (1 if same_kernel else 0.9)
+        assert len(common) >= need, (sorted(common), sa, sb)
         assert [x for x in sa if x[1] in common] == [x for x in sb if x[1] in common]
 
 
@@ -156,6 +159,54 @@ def test_human_monitor_command_matches_qemu_transcript():
     compare_with_transcript(lambda line: hmc(q, line))
     assert hmc(q, "info stats vm * nosuchprovider") == "invalid stats provider nosuchprovider\r\n"
     q.close()
+
+
+# Lines whose output must equal a live QEMU's: byte for byte when
+# EXACT, else in shape (values free, natural order).
+LIVE = [
+    ("info stats vm", False), ("info stats vcpu", False), ("info stats vm * kvm", False),
+    ("info stats vcpu halt_wait_hist,guest_mode,exits", False),
+    ("info stats vm pages_4k,,nosuch kvm", False),
+    ("info stats vm nosuch", True), ("info stats nosuch", True), ("info stats vm * xen", True),
+    ("info stats", True), ("info stats vm a b c", True), ("info stats vm \"open", True),
+    ("cpu 5", True), ("cpu -1", True), ("cpu", True), ("cpu x", True), ("cpu 1 2", True),
+    ("foo", True), ("info foo", True), ("help nosuch", True), ("help info nosuch", True),
+    ("help cpu", True), ("qom-list", True), ("qom-list /nonexist", True),
+    ("qom-get /nonexist x", True), ("qom-get", True), ("qom-set /p x", True),
+    ("quit x", True), ("info balloon", True),
+]
+
+
+def test_matches_a_live_qemu():
+    qemu = shutil.which("qemu-system-x86_64")
+    if not qemu:
+        print("SKIP part: qemu-system-x86_64 is not installed")
+        return
+    tmp = tempfile.mkdtemp(prefix="qstats-hmp-qemu-")
+    sock = os.path.join(tmp, "qmp.sock")
+    proc = subprocess.Popen([qemu, "-M", "pc", "-accel", "kvm", "-smp", "2", "-m", "128",
+                             "-nodefaults", "-display", "none",
+                             "-qmp", f"unix:{sock},server=on,wait=off"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 30
+        while not os.path.exists(sock):
+            assert proc.poll() is None and time.time() < deadline, "QEMU did not start"
+            time.sleep(0.05)
+        from qstest import QMP
+        theirs, ours = QMP(sock), D.qmp()
+        for line, exact in LIVE:
+            a, b = hmc(ours, line), hmc(theirs, line)
+            if exact:
+                assert a == b, (line, a, b)
+            else:
+                same_shape(a, b, same_kernel=True)
+        theirs.close()
+        ours.close()
+    finally:
+        proc.kill()
+        proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def exits_of(text):
