@@ -14,13 +14,6 @@
 #include "qs-hmp.h"
 #include "qs-kvm.h"
 
-/* TEMPORARY while hmp/ lands in parallel: weak so the tree links. */
-#pragma weak qs_hmp_monitor_new
-#pragma weak qs_hmp_monitor_free
-#pragma weak qs_hmp_monitor_set_cpu
-#pragma weak qs_hmp_execute
-#pragma weak qs_balloon_actual
-
 #define DUMP_FLAGS (JSON_ENCODE_ANY | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER)
 
 static const char *arg_str(const json_t *args, const char *key)

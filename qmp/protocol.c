@@ -165,6 +165,12 @@ void qs_qmp_session_handle_text(qs_qmp_session *s, const char *text, size_t len,
         return;
     }
     json_t *req = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    /* jansson has no integers above INT64_MAX; QEMU parses them and then
+     * refuses them for every int field.  Reading the numbers as reals gives
+     * the same "expected: integer" answer from the validator or setter. */
+    if (!req && strstr(jerr.text, "too big"))
+        req = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY |
+                         JSON_DECODE_INT_AS_REAL, &jerr);
     if (!req)
         reply_parse_error(s, text, len, &jerr);
     else

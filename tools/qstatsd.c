@@ -7,6 +7,7 @@
  * in dependency order and tears them down in reverse on SIGINT/SIGTERM/quit.
  */
 #include <getopt.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,19 +19,6 @@
 #include "qs-hmp.h"
 #include "qs-kvm.h"
 #include "qs-qmp.h"
-
-/* TEMPORARY while hmp/ and exporter/ land in parallel. */
-#pragma weak qs_hmp_new
-#pragma weak qs_hmp_free
-#pragma weak qs_hmp_console_new
-#pragma weak qs_hmp_console_free
-#pragma weak qs_exporter_new
-#pragma weak qs_exporter_free
-#pragma weak qs_microvm_new
-#pragma weak qs_microvm_free
-#pragma weak qs_microvm_vm_stats_fd
-#pragma weak qs_microvm_vcpu_stats_fd
-#pragma weak qs_microvm_mem_size
 
 #define MAX_LISTENERS 16
 #define DEFAULT_BALLOON_BYTES (256ull << 20)   /* reported when there is no VM */
@@ -134,6 +122,16 @@ static void parse_options(int argc, char **argv, options *o)
     }
 }
 
+/* A 1024-vCPU VM needs ~3 fds per vCPU; the usual soft limit is 1024. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
 /* The micro-VM's fds go to the kvm provider exactly as handed-over fds do. */
 static void start_vm(qsd *d, unsigned vcpus)
 {
@@ -232,6 +230,7 @@ int main(int argc, char **argv)
     qsd d = { 0 };
 
     parse_options(argc, argv, &o);
+    raise_fd_limit();
     d.loop = uv_default_loop();
     d.reg = qs_registry_new();
     d.kvm = qs_kvm_provider_new(d.reg);

@@ -100,7 +100,12 @@ class Daemon:
         self.stderr = open(self.stderr_path, "w")
         self.proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE,
                                      stderr=self.stderr)
-        self.wait_for_socket(self.qmp_path)
+        try:
+            self.wait_for_socket(self.qmp_path)
+        except BaseException:
+            self.proc.kill()
+            self.proc.wait()
+            raise
 
     def wait_for_socket(self, path, timeout=20):
         deadline = time.time() + timeout
