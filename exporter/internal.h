@@ -41,7 +41,5 @@ const char *qs_metrics_help_lookup(qs_provider p, const char *stat);
 
 /* Splits "HOST:PORT" / "[V6]:PORT" into host (without brackets) and port;
  * false with *errp set when malformed. */
-bool qs_exporter_parse_listen(const char *listen, char *host, size_t hostlen,
-                              int *port, qs_error **errp);
 
 #endif

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "qs-net.h"
 
 #ifdef QS_HAVE_MHD
 #include <microhttpd.h>
@@ -147,66 +148,6 @@ static void on_poll(uv_poll_t *p, int status, int events)
 
 /* ---- listening socket -------------------------------------------------- */
 
-static bool is_loopback(const struct sockaddr *sa)
-{
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const void *)sa;
-        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
-    }
-    if (sa->sa_family == AF_INET6) {
-        const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
-        return IN6_IS_ADDR_LOOPBACK(a) ||
-               (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
-    }
-    return false;
-}
-
-/* Binds and listens ourselves (rather than letting MHD do it) so errors
- * carry errno text and port 0 can be read back. */
-static int open_listener(const char *listen_arg, bool allow_remote, int *family,
-                         int *port, qs_error **errp)
-{
-    char host[256], service[8];
-    int p;
-    if (!qs_exporter_parse_listen(listen_arg, host, sizeof(host), &p, errp))
-        return -1;
-    snprintf(service, sizeof(service), "%d", p);
-    struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
-                              .ai_flags = AI_NUMERICSERV | AI_PASSIVE };
-    struct addrinfo *ai;
-    int rc = getaddrinfo(host[0] ? host : NULL, service, &hints, &ai);
-    if (rc) {
-        qs_error_setg(errp, "Cannot resolve metrics host '%s': %s", host,
-                      gai_strerror(rc));
-        return -1;
-    }
-    int fd = -1;
-    if (!allow_remote && !is_loopback(ai->ai_addr)) {
-        qs_error_setg(errp, "Refusing to serve metrics on non-loopback address "
-                      "'%s' without --allow-remote", listen_arg);
-        goto out;
-    }
-    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-        bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 64)) {
-        qs_error_setg(errp, "Cannot listen on '%s': %s", listen_arg, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        fd = -1;
-        goto out;
-    }
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
-    getsockname(fd, (struct sockaddr *)&ss, &sl);
-    *port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                           : ((struct sockaddr_in *)&ss)->sin_port);
-    *family = ai->ai_family;
-out:
-    freeaddrinfo(ai);
-    return fd;
-}
-
 /* ---- lifetime ---------------------------------------------------------- */
 
 static void destroy(qs_exporter *e)
@@ -248,8 +189,8 @@ qs_exporter *qs_exporter_new(uv_loop_t *loop, const qs_exporter_config *cfg,
                              const char *listen, bool allow_remote,
                              qs_error **errp)
 {
-    int family = AF_INET, port = 0;
-    int fd = open_listener(listen, allow_remote, &family, &port, errp);
+    int fd = qs_listen_tcp(listen, allow_remote, "metrics", errp);
+    int family = qs_socket_family(fd), port = qs_socket_port(fd);
     if (fd < 0)
         return NULL;
     qs_exporter *e = qs_calloc(1, sizeof(*e));

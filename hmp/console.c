@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "qs-net.h"
 
 #define BANNER "qstats " QS_VERSION_STRING " monitor - type 'help' for more information\r\n"
 #define MAX_LINE (1024 * 1024)
@@ -352,29 +353,19 @@ static void on_server_closed(uv_handle_t *h)
 
 static bool unix_listen(qs_hmp_console *c, const char *path, qs_error **errp)
 {
-    struct sockaddr_un sa;
-    struct stat st;
-    int r;
-
-    if (!*path || strlen(path) >= sizeof(sa.sun_path)) {
-        qs_error_setg(errp, "UNIX socket path '%s' is too long", path);
+    int fd = qs_listen_unix(path, errp);
+    if (fd < 0)
         return false;
-    }
-    /* A stale socket from an earlier run is replaced, as QEMU does; any
-     * other kind of file is left alone (bind then fails). */
-    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-        unlink(path);
     uv_pipe_init(c->loop, &c->server, 0);
     c->server.data = c;
     c->refs++;
-    mode_t old = umask(0177);           /* the socket is created 0600 */
-    r = uv_pipe_bind(&c->server, path);
-    umask(old);
+    int r = uv_pipe_open(&c->server, fd);
     if (r == 0)
         r = uv_listen((uv_stream_t *)&c->server, 16, on_connection);
     if (r < 0) {
-        qs_error_setg(errp, "Failed to bind socket to %s: %s", path, uv_strerror(r));
+        qs_error_setg(errp, "Failed to listen on %s: %s", path, uv_strerror(r));
         uv_close((uv_handle_t *)&c->server, on_server_closed);
+        unlink(path);
         return false;
     }
     c->path = qs_strdup(path);

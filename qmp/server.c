@@ -7,19 +7,14 @@
  * A session that stops reading its replies is paused, then dropped if its
  * backlog keeps growing: one bad client never stalls the others.
  */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "internal.h"
+#include "qs-net.h"
 
 static void session_update_poll(qs_qmp_session *s);
 
@@ -234,101 +229,14 @@ static void listener_on_poll(uv_poll_t *h, int status, int events)
     }
 }
 
-static int listen_unix(const char *path, qs_error **errp)
-{
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    if (strlen(path) >= sizeof(sa.sun_path)) {
-        qs_error_setg(errp, "UNIX socket path '%s' is too long", path);
-        return -1;
-    }
-    strcpy(sa.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    unlink(path);
-    mode_t old = umask(0177);          /* the socket is created 0600 */
-    int r = fd < 0 ? -1 : bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-    umask(old);
-    if (r < 0 || listen(fd, 64) < 0) {
-        qs_error_setg(errp, "Failed to listen on '%s': %s", path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-/* Splits "HOST:PORT" or "[V6]:PORT". */
-static bool split_host_port(const char *spec, char *host, size_t hostlen, const char **port)
-{
-    const char *colon = strrchr(spec, ':');
-    if (!colon || colon == spec)
-        return false;
-    const char *h = spec;
-    size_t n = (size_t)(colon - spec);
-    if (h[0] == '[' && n >= 2 && h[n - 1] == ']') {
-        h++;
-        n -= 2;
-    }
-    if (n >= hostlen)
-        return false;
-    memcpy(host, h, n);
-    host[n] = 0;
-    *port = colon + 1;
-    return **port != 0;
-}
-
-static bool is_loopback(const struct sockaddr *sa)
-{
-    if (sa->sa_family == AF_INET)
-        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
-    if (sa->sa_family == AF_INET6)
-        return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
-    return false;
-}
-
-int qs_listen_tcp(const char *spec, bool allow_remote, qs_error **errp);
-
-int qs_listen_tcp(const char *spec, bool allow_remote, qs_error **errp)
-{
-    char host[256];
-    const char *port;
-    struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *ai;
-    if (!split_host_port(spec, host, sizeof(host), &port)) {
-        qs_error_setg(errp, "Invalid address '%s': expected HOST:PORT", spec);
-        return -1;
-    }
-    int r = getaddrinfo(host, port, &hints, &ai);
-    if (r) {
-        qs_error_setg(errp, "Invalid address '%s': %s", spec, gai_strerror(r));
-        return -1;
-    }
-    int fd = -1;
-    if (!allow_remote && !is_loopback(ai->ai_addr)) {
-        qs_error_setg(errp, "Refusing to listen on non-loopback address '%s' "
-                      "without --allow-remote", spec);
-    } else {
-        int one = 1;
-        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd >= 0)
-            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 64) < 0) {
-            qs_error_setg(errp, "Failed to listen on '%s': %s", spec, strerror(errno));
-            if (fd >= 0)
-                close(fd);
-            fd = -1;
-        }
-    }
-    freeaddrinfo(ai);
-    return fd;
-}
-
 bool qs_qmp_listen(qs_qmp *q, const char *spec, bool allow_remote, qs_error **errp)
 {
     bool is_unix = strncmp(spec, "unix:", 5) == 0;
     int fd;
     if (is_unix)
-        fd = listen_unix(spec + 5, errp);
+        fd = qs_listen_unix(spec + 5, errp);
     else if (strncmp(spec, "tcp:", 4) == 0)
-        fd = qs_listen_tcp(spec + 4, allow_remote, errp);
+        fd = qs_listen_tcp(spec + 4, allow_remote, "QMP", errp);
     else {
         qs_error_setg(errp, "Invalid QMP address '%s': expected unix:PATH or tcp:HOST:PORT", spec);
         return false;

@@ -37,6 +37,7 @@
 #include <linux/vm_sockets.h>
 
 #include "internal.h"
+#include "qs-net.h"
 
 #define REQUEST_BYTE 0x01
 #define HEADER_SIZE 4
@@ -307,63 +308,6 @@ bool qs_balloon_chan_request(qs_balloon_chan *c)
 
 /* ---- listening ------------------------------------------------------------ */
 
-static int listen_unix(qs_balloon_chan *c, const char *path, qs_error **errp)
-{
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    struct stat st;
-    if (!*path || strlen(path) >= sizeof(sa.sun_path)) {
-        qs_error_setg(errp, "UNIX socket path '%s' is too long", path);
-        return -1;
-    }
-    strcpy(sa.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        qs_error_setg(errp, "Failed to create socket: %s", strerror(errno));
-        return -1;
-    }
-    /* A socket left behind by a previous run is replaced; anything else
-     * at that path is not ours to remove. */
-    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-        unlink(path);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        qs_error_setg(errp, "Failed to bind socket to %s: %s", path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    c->unix_path = qs_strdup(path);
-    /* Nobody can connect before listen(), so the mode is set in time. */
-    if (chmod(path, 0600) < 0 || listen(fd, 8) < 0) {
-        qs_error_setg(errp, "Failed to listen on %s: %s", path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-static int listen_vsock(const char *port_s, qs_error **errp)
-{
-    char *end;
-    errno = 0;
-    unsigned long port = strtoul(port_s, &end, 10);
-    if (!*port_s || *end || errno || port > UINT32_MAX || *port_s == '-') {
-        qs_error_setg(errp, "Invalid vsock port '%s'", port_s);
-        return -1;
-    }
-    int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        qs_error_setg(errp, "vsock is not available on this host: %s", strerror(errno));
-        return -1;
-    }
-    struct sockaddr_vm sa = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY,
-                              .svm_port = (unsigned)port };
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 8) < 0) {
-        qs_error_setg(errp, "Failed to listen on vsock port %lu: %s", port, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 bool qs_balloon_chan_listen(qs_balloon_chan *c, const char *spec, qs_error **errp)
 {
     int fd;
@@ -372,21 +316,18 @@ bool qs_balloon_chan_listen(qs_balloon_chan *c, const char *spec, qs_error **err
         return false;
     }
     if (strncmp(spec, "unix:", 5) == 0)
-        fd = listen_unix(c, spec + 5, errp);
+        fd = qs_listen_unix(spec + 5, errp);
     else if (strncmp(spec, "vsock:", 6) == 0)
-        fd = listen_vsock(spec + 6, errp);
+        fd = qs_listen_vsock(spec + 6, errp);
     else {
         qs_error_setg(errp, "Invalid balloon channel '%s': expected unix:PATH or vsock:PORT",
                       spec);
         return false;
     }
-    if (fd < 0) {
-        if (c->unix_path)
-            unlink(c->unix_path);
-        free(c->unix_path);
-        c->unix_path = NULL;
+    if (fd < 0)
         return false;
-    }
+    if (spec[0] == 'u')
+        c->unix_path = qs_strdup(spec + 5);
     c->listen_fd = fd;
     uv_poll_init(c->loop, &c->listen_poll, fd);
     c->listen_poll.data = c;

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "net/qs-net.h"
+
 #include "exporter/internal.h"
 #include "qs-exporter.h"
 
@@ -315,21 +317,21 @@ static void test_listen_address_parsing(void **state)
     char host[64];
     int port;
     qs_error *err = NULL;
-    assert_true(qs_exporter_parse_listen("127.0.0.1:9177", host, sizeof(host), &port, NULL));
+    assert_true(qs_parse_host_port("127.0.0.1:9177", "metrics", host, sizeof(host), &port, NULL));
     assert_string_equal(host, "127.0.0.1");
     assert_int_equal(port, 9177);
-    assert_true(qs_exporter_parse_listen("[::1]:0", host, sizeof(host), &port, NULL));
+    assert_true(qs_parse_host_port("[::1]:0", "metrics", host, sizeof(host), &port, NULL));
     assert_string_equal(host, "::1");
     assert_int_equal(port, 0);
-    assert_false(qs_exporter_parse_listen("::1:80", host, sizeof(host), &port, &err));
+    assert_false(qs_parse_host_port("::1:80", "metrics", host, sizeof(host), &port, &err));
     assert_non_null(strstr(err->msg, "expected HOST:PORT"));
     qs_error_free(err);
     err = NULL;
-    assert_false(qs_exporter_parse_listen("localhost:http", host, sizeof(host), &port, &err));
+    assert_false(qs_parse_host_port("localhost:http", "metrics", host, sizeof(host), &port, &err));
     assert_string_equal(err->msg, "Invalid port in metrics address 'localhost:http'");
     qs_error_free(err);
-    assert_false(qs_exporter_parse_listen("localhost:65536", host, sizeof(host), &port, NULL));
-    assert_false(qs_exporter_parse_listen("9100", host, sizeof(host), &port, NULL));
+    assert_false(qs_parse_host_port("localhost:65536", "metrics", host, sizeof(host), &port, NULL));
+    assert_false(qs_parse_host_port("9100", "metrics", host, sizeof(host), &port, NULL));
 }
 
 /* ---- rendering --------------------------------------------------------- */
