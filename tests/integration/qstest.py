@@ -135,8 +135,11 @@ class Daemon:
                 self.proc.wait()
                 raise AssertionError("qstatsd did not stop on signal")
         rc = self.proc.returncode
+        log = self.log()
         self.stderr.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+        for bad in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            assert bad not in log, f"qstatsd sanitizer report:\n{log}"
         return rc
 
     def __enter__(self):
