@@ -126,6 +126,8 @@ class Daemon:
             return f.read()
 
     def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.stderr.closed:
+            return self.proc.returncode
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
