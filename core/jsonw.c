@@ -93,6 +93,19 @@ static void put_u16_escape(qs_buf *b, unsigned v)
 void qs_json_put_string(qs_buf *b, const char *str)
 {
     const unsigned char *p = (const unsigned char *)str;
+    const unsigned char *q = p;
+    while (*q >= 0x20 && *q < 0x7F && *q != '"' && *q != '\\')
+        q++;
+    if (!*q) {                       /* the common case: nothing to escape */
+        size_t n = (size_t)(q - p);
+        qs_buf_reserve(b, n + 2);
+        b->data[b->len] = '"';
+        memcpy(b->data + b->len + 1, p, n);
+        b->data[b->len + 1 + n] = '"';
+        b->len += n + 2;
+        b->data[b->len] = 0;
+        return;
+    }
     qs_buf_putc(b, '"');
     while (*p) {
         const unsigned char *run = p;

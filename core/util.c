@@ -91,22 +91,7 @@ void qs_buf_reserve(qs_buf *b, size_t extra)
     b->cap = cap;
 }
 
-void qs_buf_append(qs_buf *b, const void *data, size_t n)
-{
-    qs_buf_reserve(b, n);
-    memcpy(b->data + b->len, data, n);
-    b->len += n;
-    b->data[b->len] = 0;
-}
-
 void qs_buf_puts(qs_buf *b, const char *s) { qs_buf_append(b, s, strlen(s)); }
-
-void qs_buf_putc(qs_buf *b, char c)
-{
-    qs_buf_reserve(b, 1);
-    b->data[b->len++] = c;
-    b->data[b->len] = 0;
-}
 
 void qs_buf_printf(qs_buf *b, const char *fmt, ...)
 {
