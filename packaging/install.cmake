@@ -1,0 +1,42 @@
+# Install rules, included from the top CMakeLists.txt:
+#   bin/       qstatsd, qstats, qstats-guest-agent (RPATH $ORIGIN/../lib, so a
+#              private prefix works without LD_LIBRARY_PATH)
+#   lib/       libqstats.so.0 (SONAME) and the libqstats.so development link
+#   include/qstats/   qstats.h and every module's public header
+#   lib/pkgconfig/qstats.pc, lib/systemd/system/qstatsd.service
+# The .pc file and the unit contain absolute paths, so they are written at
+# install time from the prefix actually used (`cmake --install --prefix P`).
+include(GNUInstallDirs)
+
+foreach(t qstatsd qstats-client qstats-guest-agent)
+  if(TARGET ${t})
+    set_target_properties(${t} PROPERTIES INSTALL_RPATH "$ORIGIN/../${CMAKE_INSTALL_LIBDIR}")
+    install(TARGETS ${t} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+  endif()
+endforeach()
+install(TARGETS qstats LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+install(FILES
+  ${CMAKE_SOURCE_DIR}/include/qstats.h
+  ${CMAKE_SOURCE_DIR}/core/qs-core.h
+  ${CMAKE_SOURCE_DIR}/providers/kvm/qs-kvm.h
+  ${CMAKE_SOURCE_DIR}/providers/balloon/qs-balloon.h
+  ${CMAKE_SOURCE_DIR}/qmp/qs-qmp.h
+  ${CMAKE_SOURCE_DIR}/hmp/qs-hmp.h
+  ${CMAKE_SOURCE_DIR}/exporter/qs-exporter.h
+  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/qstats)
+
+set(QS_PKG_OUT ${CMAKE_BINARY_DIR}/packaging)
+install(CODE "
+  set(QS_PC_VERSION \"${PROJECT_VERSION}\")
+  set(QS_PC_PREFIX \"\${CMAKE_INSTALL_PREFIX}\")
+  set(QS_PC_LIBDIR \"${CMAKE_INSTALL_LIBDIR}\")
+  set(QS_PC_INCLUDEDIR \"${CMAKE_INSTALL_INCLUDEDIR}\")
+  set(QS_BINDIR \"${CMAKE_INSTALL_BINDIR}\")
+  if(NOT IS_ABSOLUTE \"\${QS_BINDIR}\")
+    set(QS_BINDIR \"\${CMAKE_INSTALL_PREFIX}/\${QS_BINDIR}\")
+  endif()
+  configure_file(\"${CMAKE_SOURCE_DIR}/packaging/qstats.pc.in\" \"${QS_PKG_OUT}/qstats.pc\" @ONLY)
+  configure_file(\"${CMAKE_SOURCE_DIR}/packaging/qstatsd.service.in\" \"${QS_PKG_OUT}/qstatsd.service\" @ONLY)
+")
+install(FILES ${QS_PKG_OUT}/qstats.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+install(FILES ${QS_PKG_OUT}/qstatsd.service DESTINATION lib/systemd/system)
