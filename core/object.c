@@ -143,6 +143,11 @@ static const char *node_type(const node *nd)
     return nd->obj ? nd->obj->type_name : "container";
 }
 
+static const char *prop_owner(const node *nd, const qs_property *prop)
+{
+    return prop && prop->owner_type ? prop->owner_type : node_type(nd);
+}
+
 /* Direct children of a container, each once, as "child<type>". */
 static void list_children(const qs_registry *reg, const char *dir,
                           qs_prop_info **out, size_t *n)
@@ -235,7 +240,7 @@ bool qs_registry_qom_get(qs_registry *reg, const char *path, const char *name,
     if (!prop)
         qs_jw_str(out, node_type(&nd));
     else if (!prop->get) {
-        qs_error_setg(errp, "Property '%s.%s' is not readable", node_type(&nd), name);
+        qs_error_setg(errp, "Property '%s.%s' is not readable", prop_owner(&nd, prop), name);
         ok = false;
     } else
         ok = prop->get(nd.obj->opaque, out, errp);
@@ -252,7 +257,7 @@ bool qs_registry_qom_set(qs_registry *reg, const char *path, const char *name,
         return false;
     bool ok = false;
     if (!prop || !prop->set)
-        qs_error_setg(errp, "Property '%s.%s' is not writable", node_type(&nd), name);
+        qs_error_setg(errp, "Property '%s.%s' is not writable", prop_owner(&nd, prop), name);
     else
         ok = prop->set(nd.obj->opaque, in, errp);
     free(nd.path);

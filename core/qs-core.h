@@ -344,6 +344,10 @@ typedef struct qs_property {
     const char *type;          /* QOM type string: "int", "guest statistics" */
     qs_prop_get_fn get;        /* NULL: not readable */
     qs_prop_set_fn set;        /* NULL: not writable */
+    /* The type that really defines the property when the object only
+     * aliases it (QEMU's virtio-balloon-pci forwards to the device): the
+     * not-readable/not-writable errors name it.  NULL: the object's type. */
+    const char *owner_type;
 } qs_property;
 
 typedef struct qs_object qs_object;

@@ -170,9 +170,10 @@ bool qs_balloon_dev_get_stats(void *opaque, qs_jw *out, qs_error **errp)
 }
 
 static const qs_property properties[] = {
-    { "guest-stats", "guest statistics", qs_balloon_dev_get_stats, NULL },
+    { "guest-stats", "guest statistics", qs_balloon_dev_get_stats, NULL,
+      QS_BALLOON_DEVICE_TYPE },
     { "guest-stats-polling-interval", "int",
-      qs_balloon_dev_get_interval, qs_balloon_dev_set_interval },
+      qs_balloon_dev_get_interval, qs_balloon_dev_set_interval, QS_BALLOON_DEVICE_TYPE },
 };
 
 /* ---- the stats provider -------------------------------------------------- */

@@ -59,9 +59,13 @@ enum qs_balloon_tag {
 #define QS_BALLOON_MAX_RECORDS QS_BALLOON_S_NR
 #define QS_BALLOON_UNSET UINT64_MAX
 
-/* The QOM path and type of the device. */
+/* The QOM path and type of the device.  As in QEMU, the object at that
+ * path is the PCI proxy, whose properties alias the backend device's: error
+ * texts name the proxy for unknown properties and the device for the
+ * aliased ones ("virtio-balloon-device.guest-stats' is not writable"). */
 #define QS_BALLOON_QOM_PATH "/machine/peripheral-anon/device[0]"
-#define QS_BALLOON_QOM_TYPE "virtio-balloon-device"
+#define QS_BALLOON_QOM_TYPE "virtio-balloon-pci"
+#define QS_BALLOON_DEVICE_TYPE "virtio-balloon-device"
 
 /* QEMU's guest-stats key ("stat-swap-in") and the provider's stat name
  * ("swap-in") of a tag < QS_BALLOON_S_NR. */

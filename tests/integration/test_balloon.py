@@ -306,7 +306,7 @@ def test_qom_error_texts_match_qemu():
         assert r["error"]["desc"] == "Property 'virtio-balloon-device.guest-stats' is not writable"
         r = d.q.cmd("qom-get", {"path": PATH, "property": "stats-polling-interval"})
         assert r["error"]["desc"] == \
-            "Property 'virtio-balloon-device.stats-polling-interval' not found"
+            "Property 'virtio-balloon-pci.stats-polling-interval' not found"
         r = d.q.cmd("qom-get", {"path": "/machine/peripheral-anon/device[9]",
                                 "property": "guest-stats"})
         assert r["error"] == {"class": "DeviceNotFound",

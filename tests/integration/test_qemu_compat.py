@@ -485,6 +485,8 @@ EXTRA_BALLOON = [
     ("balloon interval read back", ("qom-get", {"path": "<balloon>", "property": "guest-stats-polling-interval"})),
     ("balloon interval set 0", balloon_set(0)),
     ("balloon guest-stats", ("qom-get", {"path": "<balloon>", "property": "guest-stats"})),
+    ("balloon unknown property", ("qom-get", {"path": "<balloon>", "property": "nope"})),
+    ("balloon unknown property set", balloon_set(1, "stats-polling-interval")),
 ]
 
 

@@ -300,14 +300,14 @@ static void test_qom_errors_name_the_device_type(void **state)
     qs_error_free(err);
     err = NULL;
     char *s = qom_get(f, QS_BALLOON_QOM_PATH, "stats-polling-interval");
-    assert_string_equal(s, "ERROR: Property 'virtio-balloon-device.stats-polling-interval' "
+    assert_string_equal(s, "ERROR: Property 'virtio-balloon-pci.stats-polling-interval' "
                            "not found");
     free(s);
     s = qom_get(f, "/machine/peripheral-anon/device[1]", "guest-stats");
     assert_string_equal(s, "ERROR: Device '/machine/peripheral-anon/device[1]' not found");
     free(s);
     s = qom_get(f, QS_BALLOON_QOM_PATH, "type");
-    assert_string_equal(s, "\"virtio-balloon-device\"");
+    assert_string_equal(s, "\"virtio-balloon-pci\"");
     free(s);
 }
 

@@ -156,8 +156,8 @@ static bool get_guest_stats(void *opaque, qs_jw *w, qs_error **errp)
 }
 
 static const qs_property balloon_props[] = {
-    { "guest-stats-polling-interval", "int", get_interval, set_interval },
-    { "guest-stats", "guest statistics", get_guest_stats, NULL },
+    { "guest-stats-polling-interval", "int", get_interval, set_interval, NULL },
+    { "guest-stats", "guest statistics", get_guest_stats, NULL, NULL },
 };
 
 static void on_quit(void *opaque)
