@@ -29,7 +29,7 @@ typedef struct vmm {
 /* quit and signals only stop the loop: main closes the servers afterwards,
  * never from inside one of their callbacks. */
 static void on_quit(void *opaque) { uv_stop(&((vmm *)opaque)->loop); }
-static void on_signal(uv_signal_t *h, int sig) { uv_stop(h->loop); }
+static void on_signal(uv_signal_t *h, int sig) { (void)sig; uv_stop(h->loop); }
 
 static bool fail(qs_error *err)
 {

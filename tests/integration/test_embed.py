@@ -1,0 +1,202 @@
+"""Embedding from the installed library only: `cmake --install` this build
+into a temporary prefix, check what lands there (programs that run from
+the prefix, libqstats with its SONAME, headers, qstats.pc, the systemd
+unit), then compile examples/embed.c from a copy outside the source tree
+with nothing but `pkg-config --cflags --libs qstats`, run it against the
+installed libqstats and check that it serves QMP, HMP and metrics and
+exits cleanly, with no leak (LeakSanitizer in the ASan build, valgrind
+otherwise)."""
+import atexit
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+from qstest import BUILD, QMP, need_kvm, run_module, skip
+
+SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+HEADERS = ["qstats.h", "qs-core.h", "qs-kvm.h", "qs-balloon.h", "qs-qmp.h", "qs-hmp.h",
+           "qs-exporter.h"]
+
+
+def cmake_cache(key):
+    with open(os.path.join(BUILD, "CMakeCache.txt")) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return line.split("=", 1)[1].strip()
+    return ""
+
+
+for tool in ("cmake", "cc", "pkg-config", "readelf"):
+    if not shutil.which(tool):
+        skip(f"{tool} is not installed")
+ASAN = cmake_cache("QS_SANITIZE").upper() in ("ON", "1", "TRUE", "YES")
+HAVE_MHD = cmake_cache("MHD_FOUND") == "1"
+TMP = tempfile.mkdtemp(prefix="qstats-embed-")
+atexit.register(shutil.rmtree, TMP, ignore_errors=True)
+PREFIX = os.path.join(TMP, "prefix")
+PCDIR = os.path.join(PREFIX, "lib", "pkgconfig")
+
+
+def run(cmd, **kw):
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    assert r.returncode == 0, f"{cmd}: {r.returncode}\n{r.stdout}\n{r.stderr}"
+    return r.stdout
+
+
+def pkg_config(*args):
+    env = dict(os.environ, PKG_CONFIG_PATH=PCDIR)
+    return run(["pkg-config", *args, "qstats"], env=env).split()
+
+
+def test_install_puts_programs_library_headers_pkgconfig_and_unit_under_the_prefix():
+    run(["cmake", "--install", BUILD, "--prefix", PREFIX])
+    programs = ["qstatsd", "qstats-guest-agent"]
+    if os.path.exists(os.path.join(BUILD, "qstats")):
+        programs.append("qstats")
+    for prog in programs:
+        path = os.path.join(PREFIX, "bin", prog)
+        # Runs from the prefix (RPATH $ORIGIN/../lib), without LD_LIBRARY_PATH.
+        env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+        out = run([path, "--version"], env=env)
+        assert "0.1.0" in out, (prog, out)
+    lib = os.path.join(PREFIX, "lib")
+    assert os.path.islink(os.path.join(lib, "libqstats.so"))
+    dyn = run(["readelf", "-d", os.path.join(lib, "libqstats.so")])
+    assert "Library soname: [libqstats.so.0]" in dyn, dyn
+    assert os.path.exists(os.path.join(lib, "libqstats.so.0"))
+    for h in HEADERS:
+        assert os.path.isfile(os.path.join(PREFIX, "include", "qstats", h)), h
+
+    pc = open(os.path.join(PCDIR, "qstats.pc")).read()
+    assert f"prefix={PREFIX}\n" in pc, pc
+    assert re.search(r"^Requires: jansson libuv$", pc, re.M), pc
+    assert pkg_config("--modversion") == ["0.1.0"]
+    cflags = pkg_config("--cflags")
+    assert f"-I{PREFIX}/include/qstats" in cflags, cflags
+    assert not any(SRC in f for f in cflags), cflags     # nothing from the source tree
+    libs = pkg_config("--libs")
+    assert f"-L{PREFIX}/lib" in libs and "-lqstats" in libs and "-luv" in libs, libs
+
+    unit = os.path.join(PREFIX, "lib", "systemd", "system", "qstatsd.service")
+    text = open(unit).read()
+    assert f"ExecStart={PREFIX}/bin/qstatsd " in text, text
+    if shutil.which("systemd-analyze"):
+        r = subprocess.run(["systemd-analyze", "verify", unit], capture_output=True, text=True)
+        # Only complaints about this unit's own syntax count (not the host's systemd state).
+        bad = [l for l in r.stderr.splitlines()
+               if "qstatsd.service" in l and ("Unknown" in l or "Failed to parse" in l)]
+        assert not bad, r.stderr
+
+
+def build_embed():
+    """examples/embed.c, copied out of the tree and compiled against the
+    installed library through pkg-config only."""
+    exe = os.path.join(TMP, "embed")
+    if os.path.exists(exe):
+        return exe
+    src = os.path.join(TMP, "embed.c")
+    shutil.copy(os.path.join(SRC, "examples", "embed.c"), src)
+    # An ASan libqstats needs the sanitizer runtime in the program too.
+    san = ["-fsanitize=address,undefined"] if ASAN else []
+    run(["cc", "-Wall", "-Wextra", "-Werror", *san, src, "-o", exe,
+         *pkg_config("--cflags", "--libs")], cwd=TMP)
+    return exe
+
+
+class Embedded:
+    def __init__(self, metrics):
+        need_kvm()
+        self.dir = tempfile.mkdtemp(dir=TMP)
+        self.qmp = os.path.join(self.dir, "qmp.sock")
+        self.hmp = os.path.join(self.dir, "hmp.sock")
+        cmd = [build_embed(), self.qmp, self.hmp]
+        if metrics:
+            cmd.append("127.0.0.1:0")
+        if not ASAN:
+            cmd = ["valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite,indirect",
+                   "--error-exitcode=99", *cmd]
+        env = dict(os.environ, LD_LIBRARY_PATH=os.path.join(PREFIX, "lib"))
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=env)
+        self.port = None
+        line = self.proc.stdout.readline()
+        if line.startswith("metrics on port "):
+            self.port = int(line.split()[-1])
+            line = self.proc.stdout.readline()
+        assert line == "ready\n", (line, self.proc.stderr.read() if not line else "")
+
+    def finish(self):
+        rc = self.proc.wait(60)
+        err = self.proc.stderr.read()
+        assert rc == 0, f"embed exited {rc}:\n{err}"
+        for bad in ("ERROR: LeakSanitizer", "ERROR: AddressSanitizer", "runtime error:"):
+            assert bad not in err, err
+        if not ASAN:
+            assert "ERROR SUMMARY: 0 errors" in err, err
+        assert not os.path.exists(self.qmp) and not os.path.exists(self.hmp)
+
+
+def uses_installed_library(pid):
+    with open(f"/proc/{pid}/maps") as f:
+        libs = {line.split()[-1] for line in f if "libqstats.so" in line}
+    return libs and all(p.startswith(PREFIX + "/") for p in libs)
+
+
+def test_embed_built_from_installed_headers_serves_qmp_hmp_metrics_and_quits_cleanly():
+    if not os.path.isdir(PREFIX):
+        skip("install step failed")
+    e = Embedded(metrics=HAVE_MHD)
+    try:
+        q = QMP(e.qmp, timeout=30)
+        assert uses_installed_library(e.proc.pid), "embed did not load the installed library"
+        assert q.ok("query-name") == {"name": "embedded"}
+        vcpus = q.ok("query-stats", {"target": "vcpu"})
+        assert [r["qom-path"] for r in vcpus] == ["/machine/unattached/device[0]",
+                                                   "/machine/unattached/device[1]"]
+        assert q.ok("query-stats", {"target": "vm"})[0]["provider"] == "kvm"
+        names = [(s["provider"], s["target"]) for s in q.ok("query-stats-schemas")]
+        assert ("kvm", "vcpu") in names and ("balloon", "vm") in names, names
+        assert q.ok("qom-get", {"path": "/machine/peripheral-anon/device[0]",
+                                "property": "guest-stats-polling-interval"}) == 0
+        out = q.ok("human-monitor-command", {"command-line": "info stats vcpu"})
+        assert out.startswith("provider: kvm\r\n") and "halt_exits" in out, out
+        with socket.socket(socket.AF_UNIX) as h:
+            h.settimeout(30)
+            h.connect(e.hmp)
+            h.sendall(b"info stats vm\n")
+            text = b""
+            while b"mmu_cache_miss" not in text:
+                chunk = h.recv(65536)
+                assert chunk, text
+                text += chunk
+        if e.port:
+            body = urllib.request.urlopen(f"http://127.0.0.1:{e.port}/metrics",
+                                          timeout=30).read().decode()
+            assert re.search(r'^qstats_kvm_vcpu_halt_exits_total\{vm="embedded",vcpu="1"\}',
+                             body, re.M), body[:1000]
+        assert q.cmd("quit") == {"return": {}}
+    except BaseException:
+        e.proc.kill()
+        raise
+    e.finish()
+
+
+def test_embed_stops_cleanly_on_sigterm():
+    if not os.path.isdir(PREFIX):
+        skip("install step failed")
+    e = Embedded(metrics=False)
+    q = QMP(e.qmp, timeout=30)
+    assert len(q.ok("query-stats", {"target": "vcpu"})) == 2
+    time.sleep(0.1)
+    e.proc.send_signal(signal.SIGTERM)
+    e.finish()
+
+
+if __name__ == "__main__":
+    run_module(globals())
