@@ -1,0 +1,326 @@
+/*
+ * qstats-client-qmp.c - a small blocking QMP client for the qstats program.
+ *
+ * The client needs one request in flight at a time, so a blocking socket
+ * and a line buffer are enough: QMP replies are one JSON object per line
+ * ("\r\n").  Requests carry a numeric id of ours so that a reply is matched
+ * to its request; events in between are skipped.  A receive timeout keeps
+ * a hung daemon from hanging the client forever.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "qstats-client.h"
+
+#define QMPC_TIMEOUT_S 30
+#define QMPC_ID_KEY "id"
+
+struct qs_qmpc {
+    int fd;
+    char *spec;
+    qs_buf in;            /* received bytes not yet consumed */
+    json_int_t next_id;
+    bool lost;
+};
+
+static int connect_unix(const char *path, qs_error **errp, const char *spec)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        qs_error_setg(errp, "cannot connect to %s: path too long", spec);
+        return -1;
+    }
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        qs_error_setg(errp, "cannot connect to %s: %s", spec, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -1;
+    }
+    return fd;
+}
+
+/* "HOST:PORT"; the host may be a bracketed IPv6 literal. */
+static int connect_tcp(const char *hostport, qs_error **errp, const char *spec)
+{
+    char *host = qs_strdup(hostport);
+    char *colon = strrchr(host, ':');
+    if (!colon || colon == host || !colon[1]) {
+        qs_error_setg(errp, "invalid socket address %s (expected tcp:HOST:PORT)", spec);
+        free(host);
+        return -1;
+    }
+    *colon = '\0';
+    const char *port = colon + 1;
+    char *h = host;
+    if (h[0] == '[' && colon[-1] == ']') {
+        colon[-1] = '\0';
+        h++;
+    }
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(h, port, &hints, &res);
+    if (rc != 0) {
+        qs_error_setg(errp, "cannot connect to %s: %s", spec, gai_strerror(rc));
+        free(host);
+        return -1;
+    }
+    int fd = -1, err = 0;
+    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+            err = errno;
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(res);
+    free(host);
+    if (fd < 0) {
+        qs_error_setg(errp, "cannot connect to %s: %s", spec, strerror(err ? err : errno));
+    }
+    return fd;
+}
+
+static void mark_lost(qs_qmpc *c, qs_error **errp)
+{
+    c->lost = true;
+    qs_error_setg(errp, QS_QMPC_LOST_MSG);
+}
+
+/* Reads one line (without its "\r\n") into a malloc'd string. */
+static char *read_line(qs_qmpc *c, qs_error **errp)
+{
+    size_t scanned = 0;
+    for (;;) {
+        char *nl = c->in.len > scanned ? memchr(c->in.data + scanned, '\n',
+                                                 c->in.len - scanned) : NULL;
+        if (nl) {
+            size_t n = (size_t)(nl - c->in.data);
+            char *line = qs_malloc(n + 1);
+            memcpy(line, c->in.data, n);
+            line[n] = '\0';
+            if (n && line[n - 1] == '\r') {
+                line[n - 1] = '\0';
+            }
+            memmove(c->in.data, nl + 1, c->in.len - n - 1);
+            c->in.len -= n + 1;
+            return line;
+        }
+        scanned = c->in.len;
+        qs_buf_reserve(&c->in, 65536);
+        ssize_t r = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len - 1);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            c->lost = true;
+            qs_error_setg(errp, "no answer from qstatsd within %d s", QMPC_TIMEOUT_S);
+            return NULL;
+        }
+        if (r <= 0) {
+            mark_lost(c, errp);
+            return NULL;
+        }
+        c->in.len += (size_t)r;
+    }
+}
+
+/* The next message that is not an event. */
+static json_t *read_reply(qs_qmpc *c, qs_error **errp)
+{
+    for (;;) {
+        char *line = read_line(c, errp);
+        if (!line) {
+            return NULL;
+        }
+        json_error_t jerr;
+        json_t *msg = json_loads(line, JSON_DECODE_ANY, &jerr);
+        free(line);
+        if (!msg || !json_is_object(msg)) {
+            json_decref(msg);
+            c->lost = true;
+            qs_error_setg(errp, "invalid message from %s", c->spec);
+            return NULL;
+        }
+        if (!json_object_get(msg, "event")) {
+            return msg;
+        }
+        json_decref(msg);
+    }
+}
+
+static bool send_all(qs_qmpc *c, const char *data, size_t len, qs_error **errp)
+{
+    while (len) {
+        ssize_t w = send(c->fd, data, len, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w <= 0) {
+            mark_lost(c, errp);
+            return false;
+        }
+        data += w;
+        len -= (size_t)w;
+    }
+    return true;
+}
+
+json_t *qs_qmpc_request(qs_qmpc *c, json_t *req, qs_error **errp)
+{
+    if (c->lost) {
+        mark_lost(c, errp);
+        return NULL;
+    }
+    json_t *want_id = NULL;
+    bool ours = false;
+    if (json_is_object(req)) {
+        want_id = json_object_get(req, QMPC_ID_KEY);
+        if (!want_id) {
+            json_object_set_new(req, QMPC_ID_KEY, json_integer(c->next_id++));
+            want_id = json_object_get(req, QMPC_ID_KEY);
+            ours = true;
+        }
+    }
+    char *text = json_dumps(req, JSON_COMPACT | JSON_ENCODE_ANY);
+    bool ok = text && send_all(c, text, strlen(text), errp);
+    free(text);
+    while (ok) {
+        json_t *reply = read_reply(c, errp);
+        if (!reply) {
+            break;
+        }
+        json_t *id = json_object_get(reply, QMPC_ID_KEY);
+        /* Replies to non-objects (and parse errors) carry no id. */
+        if (!want_id || (id && json_equal(id, want_id))) {
+            if (ours) {
+                json_object_del(reply, QMPC_ID_KEY);
+                json_object_del(req, QMPC_ID_KEY);
+            }
+            return reply;
+        }
+        json_decref(reply);
+    }
+    if (ours) {
+        json_object_del(req, QMPC_ID_KEY);
+    }
+    return NULL;
+}
+
+json_t *qs_qmpc_call(qs_qmpc *c, const char *cmd, json_t *args, qs_error **errp)
+{
+    json_t *req = json_pack("{s:s}", "execute", cmd);
+    if (args) {
+        json_object_set_new(req, "arguments", args);
+    }
+    json_t *reply = qs_qmpc_request(c, req, errp);
+    json_decref(req);
+    if (!reply) {
+        return NULL;
+    }
+    json_t *ret = json_object_get(reply, "return");
+    if (ret) {
+        json_incref(ret);
+    } else {
+        const char *desc = json_string_value(
+            json_object_get(json_object_get(reply, "error"), "desc"));
+        qs_error_setg(errp, "%s", desc ? desc : "malformed QMP reply");
+    }
+    json_decref(reply);
+    return ret;
+}
+
+static bool handshake(qs_qmpc *c, qs_error **errp)
+{
+    json_t *greeting = read_reply(c, errp);
+    if (!greeting) {
+        return false;
+    }
+    bool is_qmp = json_object_get(greeting, "QMP") != NULL;
+    json_decref(greeting);
+    if (!is_qmp) {
+        qs_error_setg(errp, "%s is not a QMP server", c->spec);
+        return false;
+    }
+    json_t *ret = qs_qmpc_call(c, "qmp_capabilities", NULL, errp);
+    json_decref(ret);
+    return ret != NULL;
+}
+
+qs_qmpc *qs_qmpc_connect(const char *spec, qs_error **errp)
+{
+    int fd;
+    if (strncmp(spec, "tcp:", 4) == 0) {
+        fd = connect_tcp(spec + 4, errp, spec);
+    } else {
+        fd = connect_unix(strncmp(spec, "unix:", 5) == 0 ? spec + 5 : spec, errp, spec);
+    }
+    if (fd < 0) {
+        return NULL;
+    }
+    struct timeval tv = { .tv_sec = QMPC_TIMEOUT_S };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    qs_qmpc *c = qs_calloc(1, sizeof(*c));
+    c->fd = fd;
+    c->spec = qs_strdup(spec);
+    c->next_id = 1;
+    qs_buf_init(&c->in);
+    if (!handshake(c, errp)) {
+        qs_qmpc_close(c);
+        return NULL;
+    }
+    return c;
+}
+
+void qs_qmpc_close(qs_qmpc *c)
+{
+    if (!c) {
+        return;
+    }
+    close(c->fd);
+    qs_buf_free(&c->in);
+    free(c->spec);
+    free(c);
+}
+
+const char *qs_qmpc_spec(const qs_qmpc *c)
+{
+    return c->spec;
+}
+
+bool qs_qmpc_lost(const qs_qmpc *c)
+{
+    return c->lost;
+}
+
+char *qs_client_hmp(qs_qmpc *c, const char *line, long cpu, qs_error **errp)
+{
+    json_t *args = json_pack("{s:s}", "command-line", line);
+    if (cpu >= 0) {
+        json_object_set_new(args, "cpu-index", json_integer(cpu));
+    }
+    json_t *ret = qs_qmpc_call(c, "human-monitor-command", args, errp);
+    if (!ret) {
+        return NULL;
+    }
+    const char *text = json_string_value(ret);
+    qs_buf out;
+    qs_buf_init(&out);
+    for (const char *p = text ? text : ""; *p; p++) {
+        if (!(p[0] == '\r' && p[1] == '\n')) {
+            qs_buf_putc(&out, *p);
+        }
+    }
+    json_decref(ret);
+    return qs_buf_steal(&out);
+}

@@ -1,0 +1,248 @@
+/*
+ * qstats-client.c - main() of the `qstats` client: global options, and the
+ * two one-shot modes (an HMP line through human-monitor-command, one raw
+ * QMP command).  The interactive console and `top` live in their own files;
+ * all of them talk to qstatsd over QMP only (qstats-client-qmp.c), so the
+ * client works the same against any QMP server that has these commands.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qstats-client.h"
+
+#define EXIT_USAGE 2
+
+static void usage(FILE *f)
+{
+    fputs("Usage: qstats [-s SOCKET] [-c CPU] COMMAND [ARGS...]\n"
+          "Client of qstatsd (or any QMP server with the stats commands).\n\n"
+          "Commands:\n"
+          "  hmp                  interactive human monitor (line editing, history,\n"
+          "                       tab completion; Ctrl-D or quit leaves the console;\n"
+          "                       `cpu N` selects the vCPU of later commands)\n"
+          "  qmp JSON             send one QMP command, pretty-print the reply;\n"
+          "                       exit status 1 on an error reply.  `qmp NAME [ARGS-JSON]`\n"
+          "                       builds {\"execute\": NAME, \"arguments\": ARGS-JSON}\n"
+          "  top [OPTIONS]        live statistics view (see below)\n"
+          "  HMP-LINE...          anything else is one HMP command line, e.g.\n"
+          "                       `qstats -s SOCK info stats vcpu exits`\n\n"
+          "Options:\n"
+          "  -s, --socket SOCKET  QMP socket: PATH, unix:PATH or tcp:HOST:PORT\n"
+          "                       (default: $QSTATS_SOCKET)\n"
+          "  -c, --cpu N          current vCPU for a one-shot HMP line\n"
+          "  -h, --help           this help\n"
+          "  -V, --version        print the version\n\n", f);
+    fputs("top options:\n"
+          "  -d, --delay SECONDS  refresh interval (default 2)\n"
+          "  -o, --sort KEY       rate (default), total or name\n"
+          "  -f, --filter REGEX   only stats whose name matches (POSIX extended)\n"
+          "  -p, --provider P     only provider P (kvm, balloon, cryptodev)\n"
+          "      --vcpu N|all     vCPU statistics of vCPU N (by position) or summed\n"
+          "  -z, --skip-zero      top/--once: hide stats whose value and rate are 0;\n"
+          "                       --log: skip intervals where every column is 0\n"
+          "      --once           print one snapshot after one interval, then exit\n"
+          "  -l, --log            CSV on stdout: a header, then one row per interval:\n"
+          "                       timestamp (Unix seconds), then one column per stat:\n"
+          "                       the rate per second for cumulative stats and for\n"
+          "                       histograms (samples/s), the value for instant and\n"
+          "                       peak stats, in the stat's own unit\n"
+          "  -n, --count N        with --log: stop after N intervals\n"
+          "Keys: o sort  f filter  v vCPU  p provider  s interval  q quit\n"
+          "Histograms show the sample count and the mean, p50 and p99 of the samples\n"
+          "of the last interval, estimated from the bucket bounds.\n", f);
+}
+
+void qs_client_report(qs_error *err)
+{
+    fprintf(stderr, QS_CLIENT_NAME ": %s\n", err ? err->msg : "unknown error");
+    qs_error_free(err);
+}
+
+/* Joins arguments into one HMP line, quoting those the HMP parser would
+ * otherwise split or unescape. */
+static char *join_hmp_line(int argc, char **argv)
+{
+    qs_buf b;
+    qs_buf_init(&b);
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (i) {
+            qs_buf_putc(&b, ' ');
+        }
+        if (*a && !strpbrk(a, " \t\"\\'")) {
+            qs_buf_puts(&b, a);
+            continue;
+        }
+        qs_buf_putc(&b, '"');
+        for (; *a; a++) {
+            if (*a == '"' || *a == '\\' || *a == '\'') {
+                qs_buf_putc(&b, '\\');
+            }
+            qs_buf_putc(&b, *a);
+        }
+        qs_buf_putc(&b, '"');
+    }
+    return qs_buf_steal(&b);
+}
+
+static int run_hmp_line(qs_qmpc *c, int argc, char **argv, long cpu)
+{
+    char *line = join_hmp_line(argc, argv);
+    qs_error *err = NULL;
+    char *out = qs_client_hmp(c, line, cpu, &err);
+    free(line);
+    if (!out) {
+        qs_client_report(err);
+        return 1;
+    }
+    fputs(out, stdout);
+    free(out);
+    return 0;
+}
+
+/* `qmp JSON` or `qmp NAME [ARGS-JSON]`. */
+static json_t *build_qmp_request(int argc, char **argv)
+{
+    json_error_t jerr;
+    json_t *req = json_loads(argv[0], JSON_DECODE_ANY, &jerr);
+    if (req && argc == 1) {
+        return req;
+    }
+    json_decref(req);
+    if (strspn(argv[0], "abcdefghijklmnopqrstuvwxyz0123456789-_") != strlen(argv[0])) {
+        fprintf(stderr, QS_CLIENT_NAME ": invalid JSON: %s\n", jerr.text);
+        return NULL;
+    }
+    req = json_pack("{s:s}", "execute", argv[0]);
+    if (argc == 2) {
+        json_t *args = json_loads(argv[1], 0, &jerr);
+        if (!args) {
+            fprintf(stderr, QS_CLIENT_NAME ": invalid JSON arguments: %s\n", jerr.text);
+            json_decref(req);
+            return NULL;
+        }
+        json_object_set_new(req, "arguments", args);
+    }
+    return req;
+}
+
+static int run_qmp(qs_qmpc *c, int argc, char **argv)
+{
+    if (argc < 1 || argc > 2) {
+        fprintf(stderr, QS_CLIENT_NAME ": qmp needs one JSON command\n");
+        return EXIT_USAGE;
+    }
+    json_t *req = build_qmp_request(argc, argv);
+    if (!req) {
+        return EXIT_USAGE;
+    }
+    qs_error *err = NULL;
+    json_t *reply = qs_qmpc_request(c, req, &err);
+    json_decref(req);
+    if (!reply) {
+        qs_client_report(err);
+        return 1;
+    }
+    char *text = json_dumps(reply, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    puts(text ? text : "");
+    free(text);
+    int rc = json_object_get(reply, "error") ? 1 : 0;
+    json_decref(reply);
+    return rc;
+}
+
+typedef struct client_opts {
+    const char *socket;
+    long cpu;
+} client_opts;
+
+/* Returns the index of the command word, or -1 after printing why not. */
+static int parse_global(int argc, char **argv, client_opts *o, int *exit_rc)
+{
+    static const struct option longopts[] = {
+        { "socket", required_argument, NULL, 's' },
+        { "cpu", required_argument, NULL, 'c' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { 0 }
+    };
+    int opt;
+    char *end;
+    while ((opt = getopt_long(argc, argv, "+s:c:hV", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 's':
+            o->socket = optarg;
+            break;
+        case 'c':
+            o->cpu = strtol(optarg, &end, 10);
+            if (*end || o->cpu < 0) {
+                fprintf(stderr, QS_CLIENT_NAME ": invalid CPU index %s\n", optarg);
+                return -1;
+            }
+            break;
+        case 'h':
+            usage(stdout);
+            *exit_rc = 0;
+            return -1;
+        case 'V':
+            printf(QS_CLIENT_NAME " " QS_VERSION_STRING "\n");
+            *exit_rc = 0;
+            return -1;
+        default:
+            usage(stderr);
+            return -1;
+        }
+    }
+    if (optind >= argc) {
+        fprintf(stderr, QS_CLIENT_NAME ": missing command (try --help)\n");
+        return -1;
+    }
+    if (!o->socket && !(o->socket = getenv("QSTATS_SOCKET"))) {
+        fprintf(stderr, QS_CLIENT_NAME ": no socket given (-s SOCKET)\n");
+        return -1;
+    }
+    return optind;
+}
+
+int main(int argc, char **argv)
+{
+    client_opts o = { .cpu = -1 };
+    int rc = EXIT_USAGE;
+    int cmd = parse_global(argc, argv, &o, &rc);
+    if (cmd < 0) {
+        return rc;
+    }
+    const char *word = argv[cmd];
+    qs_top *top = NULL;
+    if (strcmp(word, "top") == 0 && !(top = qs_top_new(argc - cmd, argv + cmd, &rc))) {
+        if (rc == 0) {
+            usage(stdout);
+        }
+        return rc;
+    }
+    if (strcmp(word, "hmp") == 0 && cmd + 1 != argc) {
+        fprintf(stderr, QS_CLIENT_NAME ": hmp takes no arguments\n");
+        return EXIT_USAGE;
+    }
+    qs_error *err = NULL;
+    qs_qmpc *c = qs_qmpc_connect(o.socket, &err);
+    if (!c) {
+        qs_client_report(err);
+        qs_top_free(top);
+        return 1;
+    }
+    if (strcmp(word, "hmp") == 0) {
+        rc = qs_client_console(c, o.cpu);
+    } else if (strcmp(word, "qmp") == 0) {
+        rc = run_qmp(c, argc - cmd - 1, argv + cmd + 1);
+    } else if (top) {
+        rc = qs_top_run(top, c);
+        qs_top_free(top);
+    } else {
+        rc = run_hmp_line(c, argc - cmd, argv + cmd, o.cpu);
+    }
+    qs_qmpc_close(c);
+    return rc;
+}
