@@ -221,6 +221,33 @@ def test_pipe_regular_file_and_malformed_memfds_are_refused_with_clear_errors():
     assert "duplicate name" in desc, desc
 
 
+def test_vcpu_paths_in_use_or_not_canonical_are_refused():
+    """A handed-over vCPU gets a path of its own: not a registered vCPU,
+    not a container, not below an object, nothing QOM could not address."""
+    q = D.qmp()
+    before = daemon_fds(D)
+    cases = {
+        PATHS[1]: f"A vCPU is already registered at '{PATHS[1]}'",
+        "/machine": "QOM path '/machine' is already in use (type 'container')",
+        "/machine/unattached":
+            "QOM path '/machine/unattached' is already in use (type 'container')",
+        PATHS[0] + "/x": f"QOM path '{PATHS[0]}/x' is below '{PATHS[0]}', "
+                         "which is not a container (type 'kvm-vcpu')",
+        "/": "Parameter 'qom-path' expects an absolute QOM path",
+        "machine/x": "Parameter 'qom-path' expects an absolute QOM path",
+        "/machine//x": "Parameter 'qom-path' expects an absolute QOM path",
+        "/machine/x/": "Parameter 'qom-path' expects an absolute QOM path",
+    }
+    for path, desc in cases.items():
+        fd = memfd_with(stats_file([1, 2, 3, 4]))
+        r = hand_over(q, fd, "p", path=path)
+        os.close(fd)
+        assert r == {"error": {"class": "GenericError", "desc": desc}}, (path, r)
+    assert daemon_fds(D) == before
+    assert qom_devices(q) == [f"device[{i}]" for i in range(NVCPUS)]
+    assert q.ok("qom-get", {"path": PATHS[0], "property": "stats-id"}).startswith("kvm-")
+
+
 def test_getfd_without_an_fd_is_refused_and_the_daemon_keeps_answering():
     q = D.qmp()
     r = q.cmd("getfd", {"fdname": "nothing"})
