@@ -8,7 +8,7 @@
 #include "qs-qmp.h"
 #include "qapi.h"
 
-#define QS_QMP_MAX_FDS 16            /* fds a session may hold (getfd + unclaimed) */
+#define QS_QMP_MAX_FDS 16            /* fds received but not yet claimed by getfd */
 #define QS_QMP_MAX_INPUT (64u << 20) /* QEMU's token size limit */
 #define QS_QMP_MAX_DEPTH 1024
 #define QS_QMP_OUT_HIGH (8u << 20)   /* stop reading a client that does not read */
