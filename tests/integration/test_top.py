@@ -1,0 +1,387 @@
+"""The interactive parts of the `qstats` client, driven on a real terminal
+(tmux: send-keys, capture-pane) against a real qstatsd: console completion
+(commands, stat names learnt from the schemas, QOM paths), `cpu N`,
+history and Ctrl-D; `top` on the running micro-VM (positive `exits` rate,
+the o/f/v/p/s keys change the screen, resizes redraw, `q`, SIGTERM, Ctrl-C
+and a dying daemon all leave the alternate screen and restore the shell),
+histogram count/mean/p50/p99 of the last interval computed from the bucket
+bounds on a crafted stats file whose buckets the test moves, unit scaling,
+and the batch modes --once and --log parsed and checked."""
+import csv
+import io
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+from qstest import Daemon, need_kvm, run_module, skip
+from test_client import QSTATS, fixture_daemon, hand_over, stats_file
+
+if not shutil.which("tmux"):
+    skip("tmux is not installed")
+
+STATUS_KEYS = "o sort  f filter  v vcpu  p provider  s interval  q quit"
+
+
+class Pane:
+    """A program in a detached tmux session of its own (private server),
+    followed by `EXIT=<status>` so that the test sees how it ended."""
+
+    count = 0
+
+    def __init__(self, argv, width=200, height=50, env=None):
+        Pane.count += 1
+        self.server = f"qstats-test-{os.getpid()}-{Pane.count}"
+        self.home = tempfile.mkdtemp(prefix="qstats-home-")
+        envs = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
+        cmd = f"HOME={self.home} {envs} {shlex.join(argv)}; echo EXIT=$?; exec sleep 600"
+        self.tmux("new-session", "-d", "-x", str(width), "-y", str(height), cmd)
+
+    def tmux(self, *args):
+        return subprocess.run(["tmux", "-f", "/dev/null", "-L", self.server, *args],
+                              capture_output=True, text=True, check=True).stdout
+
+    def keys(self, *keys, literal=False):
+        self.tmux("send-keys", "-t", "0", *(["-l"] if literal else []), *keys)
+
+    def type(self, text):
+        self.keys(text, literal=True)
+
+    def screen(self):
+        return self.tmux("capture-pane", "-p", "-t", "0")
+
+    def fmt(self, what):
+        return self.tmux("display", "-p", "-t", "0", what).strip()
+
+    def wait(self, pred, what, timeout=15):
+        deadline = time.time() + timeout
+        while True:
+            s = self.screen()
+            if pred(s):
+                return s
+            if time.time() > deadline:
+                raise AssertionError(f"timed out waiting for {what}; screen:\n{s}")
+            time.sleep(0.05)
+
+    def wait_text(self, text, timeout=15):
+        return self.wait(lambda s: text in s, repr(text), timeout)
+
+    def program_pid(self):
+        shell = int(self.fmt("#{pane_pid}"))
+        with open(f"/proc/{shell}/task/{shell}/children") as f:
+            kids = f.read().split()
+        return int(kids[0])
+
+    def close(self):
+        subprocess.run(["tmux", "-L", self.server, "kill-server"], capture_output=True)
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+def prompt_line(screen):
+    lines = [line for line in screen.split("\n") if line.startswith("(qstats)")]
+    return lines[-1].rstrip() if lines else ""
+
+
+# ---- console --------------------------------------------------------------
+
+def test_console_completes_keeps_the_cpu_has_history_and_ends_on_ctrl_d():
+    with fixture_daemon() as d:
+        p = Pane([QSTATS, "-s", d.qmp_path, "hmp"])
+        try:
+            p.wait_text("(qstats)")
+            p.type("info st")
+            p.keys("Tab")
+            p.wait(lambda s: prompt_line(s) == "(qstats) info stats", "info stats")
+            p.type("vcpu halt_ex")           # a stat name learnt from the schemas
+            p.keys("Tab")
+            p.wait(lambda s: prompt_line(s) == "(qstats) info stats vcpu halt_exits", "stat")
+            p.keys("Enter")
+            p.wait_text("    halt_exits (cumulative): 100")
+            p.type("info stats vcpu halt_wa")    # ambiguous: the candidates are listed
+            p.keys("Tab")
+            s = p.wait_text("halt_wakeup")
+            assert re.search(r"halt_wait_hist +halt_wait_ns +halt_wakeup", s), s
+            p.keys("C-u")
+            for line in ("cpu 1", "info stats vcpu exits"):
+                p.type(line)
+                p.keys("Enter")
+            p.wait_text("    exits (cumulative): 400")        # vCPU 1's value
+            p.type("qom-get /mach")
+            p.keys("Tab")
+            p.wait(lambda s: prompt_line(s) == "(qstats) qom-get /machine/", "path")
+            p.keys("Tab")
+            p.wait(lambda s: prompt_line(s) == "(qstats) qom-get /machine/unattached/", "dir")
+            p.type("device[1")
+            p.keys("Tab")
+            p.type("st")
+            p.keys("Tab")
+            want = "(qstats) qom-get /machine/unattached/device[1] stats-id"
+            p.wait(lambda s: prompt_line(s) == want, "property")
+            p.keys("Enter")
+            p.wait_text('"kvm-5884/vcpu-1"')
+            p.keys("Up")
+            p.wait(lambda s: prompt_line(s) == want, "history")
+            p.keys("C-u", "C-d")
+            p.wait_text("EXIT=0")
+            with open(os.path.join(p.home, ".qstats_history")) as f:
+                assert "info\\040stats\\040vcpu\\040exits" in f.read()
+        finally:
+            p.close()
+
+
+def test_console_on_a_terminal_reports_a_daemon_that_went_away():
+    d = fixture_daemon()
+    p = Pane([QSTATS, "-s", d.qmp_path, "hmp"])
+    try:
+        p.wait_text("(qstats)")
+        d.stop(signal.SIGKILL)
+        p.type("info stats vm")
+        p.keys("Enter")
+        s = p.wait_text("EXIT=1")
+        assert "qstats: connection to qstatsd lost" in s, s
+    finally:
+        p.close()
+
+
+# ---- top: parsing the screen ------------------------------------------------
+
+def parse_top(screen):
+    """(header, [(name, where, value, rate, histogram)], status)."""
+    lines = screen.split("\n")
+    hi = next(i for i, line in enumerate(lines) if line.startswith("qstats top - "))
+    titles = lines[hi + 1]
+    v_end = titles.index("VALUE/TOTAL") + len("VALUE/TOTAL")
+    r_end = titles.index("RATE/s") + len("RATE/s")
+    rows = []
+    for line in lines[hi + 2:]:
+        if not re.match(r"^\S+ +\S+/\S+ ", line):
+            break
+        rows.append((line.split()[0], line.split()[1], line[v_end - 14:v_end].strip(),
+                     line[r_end - 14:r_end].strip(), line[r_end + 2:].strip()))
+    status = [line for line in lines if line.strip()][-1]
+    return lines[hi], rows, status
+
+
+def count(text):
+    m = re.fullmatch(r"(-?[\d.]+)([kMGTPE]?)", text)
+    assert m, text
+    return float(m[1]) * 1000 ** " kMGTPE".index(m[2] or " ")
+
+
+def row(rows, name):
+    return next(r for r in rows if r[0] == name)
+
+
+def exits_rate_positive(screen):
+    try:
+        _, rows, _ = parse_top(screen)
+        rate = row(rows, "exits")[3]
+        return rate not in ("", "-") and count(rate) > 0
+    except (StopIteration, ValueError):
+        return False
+
+
+def header_has(p, text):
+    return p.wait(lambda s: text in parse_top(s)[0] if "qstats top - " in s else False, text)
+
+
+def test_top_on_the_micro_vm_keys_change_the_screen_and_q_restores_the_terminal():
+    need_kvm()
+    with Daemon(vcpus=2) as d:
+        p = Pane([QSTATS, "-s", d.qmp_path, "top", "-d", "1"])
+        try:
+            s = p.wait(exits_rate_positive, "a positive exits rate")
+            assert p.fmt("#{alternate_on}") == "1"
+            header, rows, status = parse_top(s)
+            assert "sort: rate" in header and "vcpu: all of 2" in header, header
+            assert status == STATUS_KEYS
+            by_rate = [r[0] for r in rows]
+            p.keys("o")
+            header_has(p, "sort: total")
+            p.keys("o")
+            s = header_has(p, "sort: name")
+            by_name = [r[0] for r in parse_top(s)[1]]
+            assert by_name == sorted(by_name) and by_name != by_rate, (by_name, by_rate)
+            p.type("f^halt_")
+            p.wait(lambda s: "filter regex (empty clears): ^halt_" in s, "the filter prompt")
+            p.keys("Enter")
+            s = header_has(p, "filter: ^halt_")
+            names = [r[0] for r in parse_top(s)[1]]
+            assert len(names) >= 5 and all(n.startswith("halt_") for n in names), names
+            p.keys("f", "Enter")
+            header_has(p, "filter: none")
+            for sel in ("0 of 2", "1 of 2", "all of 2"):
+                p.keys("v")
+                header_has(p, "vcpu: " + sel)
+            p.keys("p")
+            header_has(p, "provider: kvm")
+            p.keys("p")
+            s = header_has(p, "provider: balloon")
+            assert parse_top(s)[1] == []              # no balloon on this daemon
+            p.keys("p")
+            header_has(p, "provider: all")
+            p.type("s0.5")
+            p.keys("Enter")
+            header_has(p, "interval: 0.5s")
+            p.tmux("resize-window", "-t", "0", "-x", "100", "-y", "20")
+            s = p.wait(lambda s: len(s.rstrip("\n").split("\n")) == 20 and
+                       s.rstrip("\n").split("\n")[-1].startswith("o sort"), "a redraw at 100x20")
+            assert max(len(line) for line in s.split("\n")) <= 100
+            p.keys("q")
+            s = p.wait_text("EXIT=0")
+            assert p.fmt("#{alternate_on}") == "0"
+            assert "qstats top" not in s, s
+        finally:
+            p.close()
+
+
+def test_top_restores_the_terminal_on_sigterm_ctrl_c_and_a_lost_daemon():
+    with fixture_daemon() as d:
+        for how in ("SIGTERM", "C-c"):
+            p = Pane([QSTATS, "-s", d.qmp_path, "top", "-d", "0.5"])
+            try:
+                p.wait_text("qstats top - ")
+                assert p.fmt("#{alternate_on}") == "1"
+                if how == "SIGTERM":
+                    os.kill(p.program_pid(), signal.SIGTERM)
+                else:
+                    p.keys("C-c")
+                s = p.wait_text("EXIT=0")
+                assert p.fmt("#{alternate_on}") == "0" and "qstats top" not in s, (how, s)
+            finally:
+                p.close()
+    d = fixture_daemon()
+    p = Pane([QSTATS, "-s", d.qmp_path, "top", "-d", "0.3"])
+    try:
+        p.wait_text("qstats top - ")
+        d.stop(signal.SIGKILL)
+        s = p.wait_text("EXIT=1")
+        assert "qstats: connection to qstatsd lost" in s, s
+        assert p.fmt("#{alternate_on}") == "0"
+    finally:
+        p.close()
+
+
+def test_top_v_key_sums_all_vcpus_or_shows_one():
+    with fixture_daemon() as d:         # vCPU 0: 200 exits, vCPU 1: 400
+        p = Pane([QSTATS, "-s", d.qmp_path, "top", "-d", "5", "-f", "^exits$"])
+        try:
+            for sel, value in (("all of 2", "600"), ("0 of 2", "200"), ("1 of 2", "400"),
+                               ("all of 2", "600")):
+                s = header_has(p, "vcpu: " + sel)
+                assert parse_top(s)[1] == [("exits", "kvm/vcpu", value, "-", "")], s
+                p.keys("v")
+            p.keys("q")
+            p.wait_text("EXIT=0")
+        finally:
+            p.close()
+
+
+# ---- histograms and units ------------------------------------------------------
+
+HIST_DESCS = [
+    ("wait_hist", 0x04 | 0x20, -9, 32, 0, 0),       # log2 histogram, ns
+    ("size_hist", 0x03 | 0x10, 0, 8, 256, 512),     # linear histogram, bytes, 512 per bucket
+    ("pages", 0x01 | 0x10 | 0x100, 12, 1, 320, 0),  # instant, bytes * 2^12
+    ("busy", 0x00 | 0x30, 0, 1, 328, 0),            # cumulative, cycles
+    ("flag", 0x01 | 0x40, 0, 1, 336, 0),            # instant, boolean
+]
+
+
+def hist_values(wait):
+    size = [0, 50, 50, 0, 0, 0, 0, 0]                 # [512,1024) and [1024,1536)
+    return wait + size + [262144, 1234567, 1]
+
+
+def test_histograms_show_count_mean_and_percentiles_of_the_last_interval():
+    wait = [0] * 32
+    wait[10] = 50                                    # log2 bucket 11: [512, 1024) ns
+    wait[20] = 50                                    # log2 bucket 21: [2^19, 2^20) ns
+    data = stats_file(HIST_DESCS, hist_values(wait))
+    with Daemon(no_vm=True) as d:
+        fd = os.memfd_create("hist")
+        os.write(fd, data)
+        q = d.qmp()
+        assert q.cmd("getfd", {"fdname": "h"}, fds=[fd]) == {"return": {}}
+        assert q.cmd("add-stats-fd", {"fdname": "h", "provider": "kvm", "target": "vcpu",
+                                      "qom-path": "/machine/unattached/device[0]"}) == {"return": {}}
+        p = Pane([QSTATS, "-s", d.qmp_path, "top", "-d", "1.5", "-o", "name"])
+        try:
+            # the first screen has no previous sample: the whole histogram
+            s = p.wait_text("qstats top - ")
+            rows = parse_top(s)[1]
+            assert row(rows, "wait_hist")[2:] == ("100", "-", "mean 394 us  p50 1.02 us  p99 1.04 ms")
+            assert row(rows, "size_hist")[2:] == ("100", "-", "mean 1 KiB  p50 1 KiB  p99 1.49 KiB")
+            assert row(rows, "pages")[2:4] == ("1 GiB", "")
+            assert row(rows, "busy")[2:4] == ("1.23 Mcycles", "-")
+            assert row(rows, "flag")[2:4] == ("yes", "")
+            # 100 samples land in log2 bucket 6, [16, 32) ns, during the interval
+            wait[5] = 100
+            os.pwrite(fd, stats_file(HIST_DESCS, hist_values(wait)), 0)
+            s = p.wait(lambda s: row(parse_top(s)[1], "wait_hist")[2] == "200", "new samples")
+            name, where, value, rate, dist = row(parse_top(s)[1], "wait_hist")
+            assert dist == "mean 24 ns  p50 24 ns  p99 31.8 ns", dist
+            assert 50 < count(rate) < 150, rate
+            assert row(parse_top(s)[1], "size_hist")[4] == "-"     # nothing new there
+            p.keys("q")
+            p.wait_text("EXIT=0")
+        finally:
+            p.close()
+            os.close(fd)
+
+
+# ---- batch modes ------------------------------------------------------------------
+
+def test_once_and_log_on_the_running_micro_vm():
+    need_kvm()
+    with Daemon(vcpus=2) as d:
+        r = subprocess.run([QSTATS, "-s", d.qmp_path, "top", "--once", "-d", "1"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0 and r.stderr == "", r
+        assert "\x1b" not in r.stdout
+        header, rows, _ = parse_top(r.stdout)
+        assert "interval: 1s" in header and "vcpu: all of 2" in header, header
+        assert count(row(rows, "exits")[3]) > 10
+        hist = row(rows, "halt_wait_hist")[4]
+        assert re.fullmatch(r"mean [\d.]+ (ns|us|ms|s)  p50 [\d.]+ (ns|us|ms|s)  "
+                            r"p99 [\d.]+ (ns|us|ms|s)", hist), hist
+        assert re.fullmatch(r"[\d.]+ (ns|us|ms|s)/s", row(rows, "halt_wait_ns")[3])
+        assert len(rows) >= 40            # every stat of the kernel, no screen limit
+
+        r = subprocess.run([QSTATS, "-s", d.qmp_path, "top", "--log", "-n", "3", "-d", "0.4"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0 and r.stderr == "", r
+        table = list(csv.DictReader(io.StringIO(r.stdout)))
+        assert len(table) == 3
+        cols = r.stdout.split("\n")[0].split(",")
+        assert cols[0] == "timestamp" and "exits" in cols and "pages_4k" in cols, cols
+        stamps = [float(t["timestamp"]) for t in table]
+        assert all(0.2 < b - a < 1.5 for a, b in zip(stamps, stamps[1:])), stamps
+        assert abs(stamps[-1] - time.time()) < 10
+        assert all(float(t["exits"]) > 10 for t in table), table
+        assert all(float(t["halt_wait_ns"]) > 0 for t in table)
+
+
+def test_log_skips_all_zero_rows_with_z():
+    with fixture_daemon() as d:           # static values: every rate is 0
+        base = [QSTATS, "-s", d.qmp_path, "top", "--log", "-n", "2", "-d", "0.2",
+                "-f", "^(exits|halt_exits)$"]
+        r = subprocess.run(base, capture_output=True, text=True, timeout=30)
+        lines = r.stdout.strip().split("\n")
+        assert lines[0] == "timestamp,exits,halt_exits" and len(lines) == 3, lines
+        assert all(line.endswith(",0,0") for line in lines[1:]), lines
+        r = subprocess.run(base + ["-z"], capture_output=True, text=True, timeout=30)
+        assert (r.returncode, r.stdout) == (0, "timestamp,exits,halt_exits\n"), r
+        # instant values are values, not rates
+        r = subprocess.run([QSTATS, "-s", d.qmp_path, "top", "--once", "-d", "0.2", "--vcpu",
+                            "1", "-f", "^exits$"], capture_output=True, text=True, timeout=30)
+        header, rows, _ = parse_top(r.stdout)
+        assert "vcpu: 1 of 2" in header and rows == [("exits", "kvm/vcpu", "400", "0", "")]
+
+
+if __name__ == "__main__":
+    run_module(globals())
