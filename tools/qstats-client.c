@@ -39,7 +39,8 @@ static void usage(FILE *f)
           "  -o, --sort KEY       rate (default), total or name\n"
           "  -f, --filter REGEX   only stats whose name matches (POSIX extended)\n"
           "  -p, --provider P     only provider P (kvm, balloon, cryptodev)\n"
-          "      --vcpu N|all     vCPU statistics of vCPU N (by position) or summed\n"
+          "  -c, --vcpu N|all     vCPU statistics of the N-th vCPU, or summed over all\n"
+          "                       (peaks: the maximum)\n"
           "  -z, --skip-zero      top/--once: hide stats whose value and rate are 0;\n"
           "                       --log: skip intervals where every column is 0\n"
           "      --once           print one snapshot after one interval, then exit\n"
@@ -47,11 +48,14 @@ static void usage(FILE *f)
           "                       timestamp (Unix seconds), then one column per stat:\n"
           "                       the rate per second for cumulative stats and for\n"
           "                       histograms (samples/s), the value for instant and\n"
-          "                       peak stats, in the stat's own unit\n"
+          "                       peak stats (booleans: how many are true), in the\n"
+          "                       stat's own unit; a name found in several targets\n"
+          "                       is written PROVIDER.TARGET.NAME\n"
           "  -n, --count N        with --log: stop after N intervals\n"
           "Keys: o sort  f filter  v vCPU  p provider  s interval  q quit\n"
-          "Histograms show the sample count and the mean, p50 and p99 of the samples\n"
-          "of the last interval, estimated from the bucket bounds.\n", f);
+          "Histograms show the sample count, its rate, and the mean, p50 and p99 of\n"
+          "the samples of the last interval (on the first screen: of all samples),\n"
+          "estimated from the bucket bounds.  Values are scaled by their unit.\n", f);
 }
 
 void qs_client_report(qs_error *err)
