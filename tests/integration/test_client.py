@@ -9,6 +9,7 @@ fixture KVM stats files (vCPU 0 has 200 exits, vCPU 1 has 400), so most of
 this module needs no /dev/kvm."""
 import json
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -157,6 +158,7 @@ def test_missing_socket_and_refused_connections_are_clear_errors():
     r = subprocess.run([QSTATS, "info", "version"], capture_output=True, text=True,
                        env={k: v for k, v in os.environ.items() if k != "QSTATS_SOCKET"})
     assert r.returncode == 2 and "no socket" in r.stderr
+    shutil.rmtree(tmp)
 
 
 def test_usage_help_and_version():
@@ -268,6 +270,11 @@ class FakeQmp:
         out += json.dumps({"return": ret, "id": req.get("id")}).encode() + b"\r\n"
         conn.sendall(out)
 
+    def close(self):
+        self.thread.join(5)
+        self.srv.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
 
 def test_replies_are_matched_by_id_events_skipped_and_cpu_index_sent():
     fake = FakeQmp()
@@ -280,11 +287,13 @@ def test_replies_are_matched_by_id_events_skipped_and_cpu_index_sent():
     assert len({json.dumps(q["id"]) for q in reqs}) == 6          # one id per request
     # `cpu 1` answered nothing, so it took; `cpu 9` was refused and changed nothing
     assert [q["arguments"].get("cpu-index") for q in reqs[1:]] == [None, None, 1, 1, 1]
+    fake.close()
 
 
 def test_a_reply_cut_short_is_a_lost_connection():
     fake = FakeQmp(hang_up_after=2)
     r = run(fake.path, "info", "version")
+    fake.close()
     assert (r.returncode, r.stdout, r.stderr) == (1, "", "qstats: connection to qstatsd lost\n")
 
 

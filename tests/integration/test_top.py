@@ -40,6 +40,7 @@ class Pane:
         envs = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
         cmd = f"HOME={self.home} {envs} {shlex.join(argv)}; echo EXIT=$?; exec sleep 600"
         self.tmux("new-session", "-d", "-x", str(width), "-y", str(height), cmd)
+        self.socket_path = self.fmt("#{socket_path}")
 
     def tmux(self, *args):
         return subprocess.run(["tmux", "-f", "/dev/null", "-L", self.server, *args],
@@ -78,6 +79,11 @@ class Pane:
 
     def close(self):
         subprocess.run(["tmux", "-L", self.server, "kill-server"], capture_output=True)
+        if os.path.basename(self.socket_path) == self.server:
+            try:
+                os.unlink(self.socket_path)
+            except FileNotFoundError:
+                pass
         shutil.rmtree(self.home, ignore_errors=True)
 
 
