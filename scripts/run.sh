@@ -11,7 +11,8 @@ qs_install $QS_BUILD_PKGS
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)" >/dev/null
 
-dir=${QSTATS_RUN_DIR:-/tmp/qstats-$USER}
+dir=${QSTATS_RUN_DIR:-/tmp/qstats-${USER:-$(id -un)}}
+rm -f "$dir/qmp.sock"
 mkdir -p "$dir"
 qmp="$dir/qmp.sock"
 balloon="$dir/balloon.sock"
@@ -25,6 +26,13 @@ if [ -x build/qstats-guest-agent ]; then
     build/qstats-guest-agent --connect "unix:$balloon" >"$dir/agent.log" 2>&1 &
     agent_pid=$!
 fi
+# Once QMP is up, poll the guest's memory statistics every 2 s (QEMU's
+# default is off), so guest-stats, query-stats and info balloon stay fresh.
+(for _ in $(seq 100); do
+     [ -S "$qmp" ] && break
+     sleep 0.1
+ done
+ build/qstats -s "$qmp" qmp '{"execute":"qom-set","arguments":{"path":"/machine/peripheral-anon/device[0]","property":"guest-stats-polling-interval","value":2}}' >/dev/null 2>&1) &
 cleanup() { [ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null || true; }
 trap cleanup EXIT
 

@@ -198,11 +198,6 @@ static void start_servers(qsd *d, const options *o)
     }
     d->hmp = qs_hmp_new(&(qs_hmp_config){ .reg = d->reg, .balloon = d->balloon,
                                           .on_quit = request_stop, .opaque = d });
-    for (int i = 0; i < o->nhmp; i++) {
-        d->consoles[d->nconsoles] = qs_hmp_console_new(d->loop, d->hmp, o->hmp[i], &err);
-        if (!d->consoles[d->nconsoles++])
-            die("--hmp", err);
-    }
     d->qmp = qs_qmp_new(d->loop, &(qs_qmp_config){
                             .reg = d->reg, .kvm = d->kvm, .balloon = d->balloon,
                             .hmp = d->hmp, .name = o->name,
@@ -221,6 +216,12 @@ static void start_servers(qsd *d, const options *o)
                                       o->metrics, o->allow_remote, &err);
         if (!d->exporter)
             die("--metrics", err);
+    }
+    /* Consoles last, so their first prompt follows the daemon's messages. */
+    for (int i = 0; i < o->nhmp; i++) {
+        d->consoles[d->nconsoles] = qs_hmp_console_new(d->loop, d->hmp, o->hmp[i], &err);
+        if (!d->consoles[d->nconsoles++])
+            die("--hmp", err);
     }
 }
 
