@@ -8,6 +8,7 @@
 #define QSTATS_H
 
 #include "qs-core.h"
+#include "qs-net.h"
 #include "qs-kvm.h"
 #include "qs-balloon.h"
 #include "qs-qmp.h"

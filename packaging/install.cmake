@@ -18,6 +18,7 @@ install(TARGETS qstats LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 install(FILES
   ${CMAKE_SOURCE_DIR}/include/qstats.h
   ${CMAKE_SOURCE_DIR}/core/qs-core.h
+  ${CMAKE_SOURCE_DIR}/net/qs-net.h
   ${CMAKE_SOURCE_DIR}/providers/kvm/qs-kvm.h
   ${CMAKE_SOURCE_DIR}/providers/balloon/qs-balloon.h
   ${CMAKE_SOURCE_DIR}/qmp/qs-qmp.h
