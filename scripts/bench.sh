@@ -10,21 +10,23 @@
 # Installs any missing Debian package first.  Arguments go to qmp_latency.py
 # (e.g. --smp 1,4 --requests 100 --markdown bench/results-sample.md).
 # Results: bench/results-latest.json, bench/results-latest-hotpath.json.
+# QS_BUILD_DIR overrides the build directory (default build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
 qs_install $QS_BUILD_PKGS python3 qemu-system-x86 valgrind
 
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQS_SANITIZE=OFF -DQS_BENCH=ON >/dev/null
-cmake --build build -j"$(nproc)" --target qstatsd query_bench
+build=${QS_BUILD_DIR:-build}
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQS_SANITIZE=OFF -DQS_BENCH=ON >/dev/null
+cmake --build "$build" -j"$(nproc)" --target qstatsd query_bench
 
 echo "== hot path, in-process (micro-VM vCPUs; allocations counted after warm-up)"
-build/bench/query_bench --vcpus 64,1024 --json bench/results-latest-hotpath.json
+"$build"/bench/query_bench --vcpus 64,1024 --json bench/results-latest-hotpath.json
 
 if [ "${QS_BENCH_CALLGRIND:-1}" != 0 ] && command -v valgrind >/dev/null; then
     echo "== callgrind: instructions per query (fixture-backed vCPUs, deterministic)"
-    bench/callgrind_query.sh build/bench/query_bench
+    bench/callgrind_query.sh "$build"/bench/query_bench
 fi
 
 echo "== QMP: qstatsd next to QEMU (interleaved requests; ratios QEMU/qstatsd)"
-python3 bench/qmp_latency.py --build build "$@"
+python3 bench/qmp_latency.py --build "$build" "$@"
