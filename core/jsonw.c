@@ -64,9 +64,13 @@ void qs_jw_bool(qs_jw *w, bool v) { before_value(w); qs_buf_puts(w->b, v ? "true
 void qs_jw_null(qs_jw *w) { before_value(w); qs_buf_append(w->b, "null", 4); }
 void qs_jw_raw(qs_jw *w, const char *json, size_t len) { before_value(w); qs_buf_append(w->b, json, len); }
 
-/* Decodes one UTF-8 sequence; invalid bytes become U+FFFD, as QEMU does. */
+/* Decodes one UTF-8 sequence.  As QEMU's JSON writer does, anything that is
+ * not a valid Unicode scalar value (bad or overlong sequences, surrogates,
+ * noncharacters, > U+10FFFF) becomes U+FFFD: a reply must never carry a
+ * lone surrogate escape that strict JSON parsers refuse. */
 static unsigned utf8_next(const unsigned char **p)
 {
+    static const unsigned min_of[4] = { 0, 0x80, 0x800, 0x10000 };
     const unsigned char *s = *p;
     unsigned c = s[0], n = 0, cp;
     if (c < 0x80) { *p = s + 1; return c; }
@@ -79,7 +83,9 @@ static unsigned utf8_next(const unsigned char **p)
         cp = (cp << 6) | (s[i] & 0x3F);
     }
     *p = s + n + 1;
-    return cp > 0x10FFFF ? 0xFFFD : cp;
+    bool bad = cp < min_of[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) ||
+               (cp >= 0xFDD0 && cp <= 0xFDEF) || (cp & 0xFFFE) == 0xFFFE;
+    return bad ? 0xFFFD : cp;
 }
 
 static void put_u16_escape(qs_buf *b, unsigned v)

@@ -37,7 +37,9 @@ void qs_results_destroy(qs_results *r)
 
 size_t qs_results_reserve(qs_results *r, size_t n)
 {
-    GROW(r->arena, r->narena, r->cap_arena, n);
+    /* At least one word, so that the arena pointer is never NULL even for
+     * a stats file with no data (a zero offset on NULL is undefined). */
+    GROW(r->arena, r->narena, r->cap_arena, n ? n : 1);
     size_t off = r->narena;
     r->narena += n;
     return off;

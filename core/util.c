@@ -110,15 +110,27 @@ void qs_buf_printf(qs_buf *b, const char *fmt, ...)
 
 /* Hand-written rather than printf: this is the inner loop of query-stats
  * encoding (tens of thousands of numbers per reply at 1024 vCPUs), where
- * snprintf's format parsing dominated a profile. */
+ * snprintf's format parsing dominated a profile.  Two digits per step. */
 void qs_buf_put_u64(qs_buf *b, uint64_t v)
 {
+    static const char pairs[201] =
+        "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+        "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+        "8081828384858687888990919293949596979899";
     char tmp[20];
     int i = 20;
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
+    while (v >= 100) {
+        unsigned d = (unsigned)(v % 100) * 2;
+        v /= 100;
+        tmp[--i] = pairs[d + 1];
+        tmp[--i] = pairs[d];
+    }
+    if (v >= 10) {
+        tmp[--i] = pairs[v * 2 + 1];
+        tmp[--i] = pairs[v * 2];
+    } else {
+        tmp[--i] = (char)('0' + v);
+    }
     qs_buf_append(b, tmp + i, (size_t)(20 - i));
 }
 

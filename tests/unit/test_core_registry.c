@@ -243,6 +243,28 @@ static void json_writer_emits_exact_u64_and_qemu_separators(void **state)
     qs_buf_free(&b);
 }
 
+static void json_strings_never_carry_invalid_unicode(void **state)
+{
+    qs_buf b;
+    qs_buf_init(&b);
+    /* a lone surrogate (CESU), an overlong '/', a noncharacter, > U+10FFFF,
+     * a truncated sequence: each one U+FFFD */
+    qs_json_put_string(&b, "f\xed\xa2\x9e|\xc0\xaf|\xef\xbf\xbe|\xf4\x90\x80\x80|\xe2\x82");
+    assert_string_equal(b.data, "\"f\\ufffd|\\ufffd|\\ufffd|\\ufffd|\\ufffd\"");
+    qs_buf_free(&b);
+}
+
+static void empty_reservation_still_gives_a_valid_arena(void **state)
+{
+    qs_results r;
+    qs_results_init(&r);
+    size_t off = qs_results_reserve(&r, 0);
+    assert_int_equal(off, 0);
+    assert_non_null(qs_results_values(&r, off));
+    assert_int_equal(r.narena, 0);
+    qs_results_destroy(&r);
+}
+
 static bool get_answer(void *opaque, qs_jw *out, qs_error **errp)
 {
     qs_jw_u64(out, *(uint64_t *)opaque);
@@ -321,6 +343,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(failing_provider_discards_all_results, setup, teardown),
         cmocka_unit_test_setup_teardown(schemas_filter_by_provider, setup, teardown),
         cmocka_unit_test(json_writer_emits_exact_u64_and_qemu_separators),
+        cmocka_unit_test(json_strings_never_carry_invalid_unicode),
+        cmocka_unit_test(empty_reservation_still_gives_a_valid_arena),
         cmocka_unit_test_setup_teardown(object_tree_resolves_paths_like_qom, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
