@@ -129,6 +129,18 @@ typedef enum qs_value_kind {
 
 qs_value_kind qs_schema_value_kind(const qs_schema_value *sv);
 
+/* raw * base^exponent: a value in the stat's unit to the base unit (seconds,
+ * bytes).  A negative exponent divides by the exact power, so 1 ns is
+ * exactly 1e-9; an absent base counts as 10. */
+double qs_schema_value_scale(const qs_schema_value *sv, double raw);
+/* Raw bounds of bucket i (0-based) of a histogram, by the KVM rules: log2
+ * bucket 0 is [0,1), bucket i is [2^(i-1), 2^i); linear bucket i is
+ * [bucket_size*i, bucket_size*(i+1)); the last bucket (size-1) is open:
+ * its upper bound is +inf.  Every formatter (HMP -b, metrics, top) uses
+ * these, so they cannot disagree. */
+double qs_schema_bucket_lower(const qs_schema_value *sv, uint32_t i);
+double qs_schema_bucket_upper(const qs_schema_value *sv, uint32_t i);
+
 typedef struct qs_schema {
     qs_provider provider;
     qs_target target;

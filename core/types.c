@@ -50,3 +50,37 @@ qs_value_kind qs_schema_value_kind(const qs_schema_value *sv)
         return QS_VALUE_BOOLEAN;   /* even for 2-bucket boolean histograms, as QEMU */
     return sv->size == 1 ? QS_VALUE_SCALAR : QS_VALUE_LIST;
 }
+
+/* base^exp by repeated multiplication: exact for 10^0..10^22 and every
+ * representable power of two, which covers all real KVM scales; no libm.
+ * Far-out exponents saturate to infinity. */
+static double power(int base, unsigned exp)
+{
+    double p = 1;
+    for (unsigned i = 0; i < exp && p < 1e308; i++)
+        p *= base;
+    return p;
+}
+
+double qs_schema_value_scale(const qs_schema_value *sv, double raw)
+{
+    int exp = sv->exponent;
+    if (exp == 0)
+        return raw;
+    double p = power(sv->base == 2 ? 2 : 10, (unsigned)(exp < 0 ? -exp : exp));
+    return exp < 0 ? raw / p : raw * p;
+}
+
+double qs_schema_bucket_lower(const qs_schema_value *sv, uint32_t i)
+{
+    if (sv->type == QS_TYPE_LINEAR_HIST)
+        return (double)sv->bucket_size * (double)i;
+    return i == 0 ? 0 : power(2, i - 1);
+}
+
+double qs_schema_bucket_upper(const qs_schema_value *sv, uint32_t i)
+{
+    if (i + 1 >= sv->size)
+        return 1.0 / 0.0;
+    return qs_schema_bucket_lower(sv, i + 1);
+}

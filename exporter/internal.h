@@ -22,13 +22,6 @@ void qs_metrics_stem(qs_buf *out, const qs_schema_value *sv, bool strip_hist);
 void qs_metrics_family_name(qs_buf *out, qs_provider p, qs_target t,
                             const qs_schema_value *sv);
 
-/* A raw value multiplied by base^exponent. */
-double qs_metrics_scale(const qs_schema_value *sv, double raw);
-
-/* Upper bound (already in base units) of bucket i (0-based) of a histogram;
- * +Inf for the last, open-ended bucket. */
-double qs_metrics_bucket_upper(const qs_schema_value *sv, size_t i);
-
 /* Shortest text that reads back as the same double; "+Inf", "-Inf", "NaN".
  * om_label: OpenMetrics canonical label form (integral values get ".0"). */
 void qs_metrics_put_double(qs_buf *out, double v, bool om_label);

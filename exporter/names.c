@@ -102,41 +102,6 @@ void qs_metrics_family_name(qs_buf *out, qs_provider p, qs_target t,
         qs_buf_printf(out, "_%s", unit);
 }
 
-/* base^|exp| by repeated multiplication: exact for 10^0..10^22 and all
- * representable powers of two, which covers every real KVM scale; no libm
- * needed.  Far-out exponents saturate to infinity. */
-static double power(int base, int exp)
-{
-    double p = 1;
-    for (int i = 0; i < exp && p < 1e308; i++)
-        p *= base;
-    return p;
-}
-
-double qs_metrics_scale(const qs_schema_value *sv, double raw)
-{
-    int exp = sv->exponent;
-    if (exp == 0)
-        return raw;
-    int base = sv->base == 2 ? 2 : 10;   /* absent base with exponent: pow10 */
-    double p = power(base, exp < 0 ? -exp : exp);
-    /* Dividing by an exact 10^9 rounds once; multiplying by the inexact
-     * 1e-9 would round twice (1 ns must print as 1e-09, not 1.0000000000000001e-09). */
-    return exp < 0 ? raw / p : raw * p;
-}
-
-double qs_metrics_bucket_upper(const qs_schema_value *sv, size_t i)
-{
-    if (i + 1 >= sv->size)
-        return 1.0 / 0.0;   /* the open-ended last bucket */
-    double raw;
-    if (sv->type == QS_TYPE_LOG2_HIST)
-        raw = power(2, (int)(i > 2000 ? 2000 : i));  /* [2^(i-1), 2^i), bucket 0 is [0,1) */
-    else
-        raw = (double)sv->bucket_size * (double)(i + 1);   /* [bs*i, bs*(i+1)) */
-    return qs_metrics_scale(sv, raw);
-}
-
 void qs_metrics_put_double(qs_buf *out, double v, bool om_label)
 {
     if (v != v) {

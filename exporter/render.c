@@ -160,7 +160,7 @@ static void put_value(render_ctx *c, const qs_schema_value *sv, uint64_t raw)
     else if (sv->exponent == 0)
         qs_buf_put_u64(c->out, raw);            /* exact, no float detour */
     else
-        qs_metrics_put_double(c->out, qs_metrics_scale(sv, (double)raw), false);
+        qs_metrics_put_double(c->out, qs_schema_value_scale(sv, (double)raw), false);
 }
 
 static bool same_shape(const qs_schema_value *a, const qs_schema_value *b)
@@ -219,7 +219,7 @@ static void prepare_buckets(render_ctx *c, const qs_schema_value *sv)
     qs_buf_reset(&c->le);
     double prev = -1.0 / 0.0;
     for (size_t i = 0; i + 1 < sv->size; i++) {
-        double b = qs_metrics_bucket_upper(sv, i);
+        double b = qs_schema_value_scale(sv, qs_schema_bucket_upper(sv, i));
         c->le_off[i] = NO_BUCKET;
         if (b > prev && b < 1.0 / 0.0) {
             c->le_off[i] = c->le.len;
@@ -339,7 +339,7 @@ static void render_age(render_ctx *c, const qs_schema *s, size_t j)
         const uint64_t *v = find_values(c, c->sel[k].res, sv, j);
         if (!v || v[0] == 0 || !begin_sample(c, FAM_GAUGE, "seconds"))
             continue;
-        double age = c->now - qs_metrics_scale(sv, (double)v[0]);
+        double age = c->now - qs_schema_value_scale(sv, (double)v[0]);
         put_sample_start(c, &c->sel[k], "");
         qs_buf_puts(c->out, "} ");
         qs_metrics_put_double(c->out, age > 0 ? age : 0, false);

@@ -44,34 +44,6 @@ void qs_hmp_format_descr(qs_buf *out, const qs_schema_value *sv)
 
 /* ---- -b: bucket bounds ------------------------------------------------- */
 
-/* base^exponent as a double, without libm (an absent base scales by 1). */
-static double scale_factor(const qs_schema_value *sv)
-{
-    double f = 1;
-    if (sv->base == 0)
-        return 1;
-    for (int i = 0; i < sv->exponent; i++)
-        f *= sv->base;
-    for (int i = 0; i > sv->exponent; i--)
-        f /= sv->base;
-    return f;
-}
-
-/* Raw (unscaled) lower bound of bucket i, per the kernel's bucket rules:
- * log2 bucket 0 is [0,1), bucket i is [2^(i-1), 2^i); linear bucket i is
- * [size*i, size*(i+1)). */
-static double bucket_low(const qs_schema_value *sv, size_t i)
-{
-    if (sv->type == QS_TYPE_LINEAR_HIST)
-        return (double)sv->bucket_size * (double)i;
-    if (i == 0)
-        return 0;
-    double v = 1;
-    for (size_t k = 1; k < i; k++)
-        v *= 2;
-    return v;
-}
-
 typedef struct scale {
     double div;
     const char *suffix;
@@ -109,10 +81,9 @@ static void put_number(qs_buf *out, double v)
 
 void qs_hmp_format_bucket(qs_buf *out, const qs_schema_value *sv, size_t i, size_t n)
 {
-    double f = scale_factor(sv);
-    double lo = bucket_low(sv, i) * f;
+    double lo = qs_schema_value_scale(sv, qs_schema_bucket_lower(sv, (uint32_t)i));
     bool last = i + 1 >= n;
-    double hi = last ? 0 : bucket_low(sv, i + 1) * f;
+    double hi = last ? 0 : qs_schema_value_scale(sv, qs_schema_bucket_upper(sv, (uint32_t)i));
     scale s = { 1, sv->unit == QS_UNIT_CYCLES ? "cycles" : "" };
 
     if (sv->unit == QS_UNIT_SECONDS || sv->unit == QS_UNIT_BYTES)

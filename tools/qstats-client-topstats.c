@@ -337,17 +337,21 @@ bool qs_top_model_sample(qs_top_model *m, qs_qmpc *c, qs_error **errp)
 
 /* ---- aggregates ----------------------------------------------------------- */
 
+/* The row as a schema entry of n buckets, for the core's bucket rules. */
+static qs_schema_value row_schema(const qs_top_row *r, size_t n)
+{
+    return (qs_schema_value){ .name = r->name, .type = r->type, .unit = r->unit,
+                              .base = (int8_t)r->base, .exponent = (int16_t)r->exponent,
+                              .bucket_size = r->bucket_size, .size = (uint32_t)n };
+}
+
 /* Bounds of bucket j of n, in raw units; *open for the last bucket. */
 static void bucket_bounds(const qs_top_row *r, size_t j, size_t n, double *lo, double *hi,
                           bool *open)
 {
-    if (r->type == QS_TYPE_LINEAR_HIST) {
-        *lo = (double)r->bucket_size * (double)j;
-        *hi = (double)r->bucket_size * (double)(j + 1);
-    } else {
-        *lo = j == 0 ? 0 : ldexp(1, (int)j - 1);
-        *hi = ldexp(1, (int)j);
-    }
+    qs_schema_value sv = row_schema(r, n);
+    *lo = qs_schema_bucket_lower(&sv, (uint32_t)j);
+    *hi = qs_schema_bucket_lower(&sv, (uint32_t)j + 1);   /* finite even for the last */
     *open = j + 1 == n;
 }
 
@@ -497,10 +501,8 @@ static void format_steps(char *buf, size_t len, double v, const step *st, const 
 
 void qs_top_format(char *buf, size_t len, const qs_top_row *r, double raw, bool rate)
 {
-    double v = raw;
-    if (r->base && r->exponent) {
-        v *= pow(r->base, r->exponent);
-    }
+    qs_schema_value sv = row_schema(r, r->width);
+    double v = r->base ? qs_schema_value_scale(&sv, raw) : raw;
     const char *per = rate ? "/s" : "";
     if (v == 0) {
         snprintf(buf, len, "0");

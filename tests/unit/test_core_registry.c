@@ -265,6 +265,24 @@ static void empty_reservation_still_gives_a_valid_arena(void **state)
     qs_results_destroy(&r);
 }
 
+static void bucket_bounds_follow_the_kvm_rules(void **state)
+{
+    qs_schema_value log2 = { .type = QS_TYPE_LOG2_HIST, .unit = QS_UNIT_SECONDS,
+                             .base = 10, .exponent = -9, .size = 32 };
+    qs_schema_value lin = { .type = QS_TYPE_LINEAR_HIST, .bucket_size = 5, .size = 4 };
+    assert_true(qs_schema_bucket_lower(&log2, 0) == 0 && qs_schema_bucket_upper(&log2, 0) == 1);
+    assert_true(qs_schema_bucket_lower(&log2, 1) == 1 && qs_schema_bucket_upper(&log2, 1) == 2);
+    assert_true(qs_schema_bucket_lower(&log2, 11) == 1024);
+    assert_true(qs_schema_bucket_upper(&log2, 31) > 1e308);          /* open last bucket */
+    assert_true(qs_schema_value_scale(&log2, 1) == 1e-9);            /* exact, not 1.0000000000000001e-09 */
+    assert_true(qs_schema_value_scale(&log2, qs_schema_bucket_upper(&log2, 30)) == 1073741824e-9);
+    assert_true(qs_schema_bucket_lower(&lin, 2) == 10 && qs_schema_bucket_upper(&lin, 2) == 15);
+    assert_true(qs_schema_bucket_upper(&lin, 3) > 1e308);
+    qs_schema_value kib = { .type = QS_TYPE_INSTANT, .unit = QS_UNIT_BYTES, .base = 2,
+                            .exponent = 10, .size = 1 };
+    assert_true(qs_schema_value_scale(&kib, 3) == 3072);
+}
+
 static bool get_answer(void *opaque, qs_jw *out, qs_error **errp)
 {
     qs_jw_u64(out, *(uint64_t *)opaque);
@@ -345,6 +363,7 @@ int main(void)
         cmocka_unit_test(json_writer_emits_exact_u64_and_qemu_separators),
         cmocka_unit_test(json_strings_never_carry_invalid_unicode),
         cmocka_unit_test(empty_reservation_still_gives_a_valid_arena),
+        cmocka_unit_test(bucket_bounds_follow_the_kvm_rules),
         cmocka_unit_test_setup_teardown(object_tree_resolves_paths_like_qom, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -199,26 +199,26 @@ static void test_log2_bucket_bounds_follow_kvm_rule_in_seconds(void **state)
 {
     qs_schema_value sv = SV("h", LOG2_HIST, SECONDS, 10, -9, 0, 32);
     /* bucket 0 is [0,1) ns, bucket i is [2^(i-1), 2^i) ns, last open */
-    assert_true(qs_metrics_bucket_upper(&sv, 0) == 1e-9);
-    assert_true(qs_metrics_bucket_upper(&sv, 1) == 2e-9);
-    assert_true(qs_metrics_bucket_upper(&sv, 10) == 1024e-9);
-    assert_true(qs_metrics_bucket_upper(&sv, 30) == 1073741824e-9);
-    assert_true(qs_metrics_bucket_upper(&sv, 31) > 1e308);   /* +Inf */
+    assert_true(qs_schema_value_scale(&sv, qs_schema_bucket_upper(&sv, 0)) == 1e-9);
+    assert_true(qs_schema_value_scale(&sv, qs_schema_bucket_upper(&sv, 1)) == 2e-9);
+    assert_true(qs_schema_value_scale(&sv, qs_schema_bucket_upper(&sv, 10)) == 1024e-9);
+    assert_true(qs_schema_value_scale(&sv, qs_schema_bucket_upper(&sv, 30)) == 1073741824e-9);
+    assert_true(qs_schema_value_scale(&sv, qs_schema_bucket_upper(&sv, 31)) > 1e308);   /* +Inf */
     qs_schema_value raw = SV("h", LOG2_HIST, NONE, 0, 0, 0, 4);
-    assert_true(qs_metrics_bucket_upper(&raw, 0) == 1);
-    assert_true(qs_metrics_bucket_upper(&raw, 2) == 4);
+    assert_true(qs_schema_value_scale(&raw, qs_schema_bucket_upper(&raw, 0)) == 1);
+    assert_true(qs_schema_value_scale(&raw, qs_schema_bucket_upper(&raw, 2)) == 4);
 }
 
 static void test_linear_bucket_bounds_follow_kvm_rule(void **state)
 {
     qs_schema_value sv = SV("h", LINEAR_HIST, NONE, 0, 0, 5, 4);
     /* bucket i is [5*i, 5*(i+1)), last open */
-    assert_true(qs_metrics_bucket_upper(&sv, 0) == 5);
-    assert_true(qs_metrics_bucket_upper(&sv, 2) == 15);
-    assert_true(qs_metrics_bucket_upper(&sv, 3) > 1e308);
+    assert_true(qs_schema_value_scale(&sv, qs_schema_bucket_upper(&sv, 0)) == 5);
+    assert_true(qs_schema_value_scale(&sv, qs_schema_bucket_upper(&sv, 2)) == 15);
+    assert_true(qs_schema_value_scale(&sv, qs_schema_bucket_upper(&sv, 3)) > 1e308);
     qs_schema_value kib = SV("h", LINEAR_HIST, BYTES, 2, 10, 4, 3);
-    assert_true(qs_metrics_bucket_upper(&kib, 0) == 4096);
-    assert_true(qs_metrics_bucket_upper(&kib, 1) == 8192);
+    assert_true(qs_schema_value_scale(&kib, qs_schema_bucket_upper(&kib, 0)) == 4096);
+    assert_true(qs_schema_value_scale(&kib, qs_schema_bucket_upper(&kib, 1)) == 8192);
 }
 
 static void test_unit_scaling_uses_base_and_exponent(void **state)
@@ -227,10 +227,10 @@ static void test_unit_scaling_uses_base_and_exponent(void **state)
     qs_schema_value mib = SV("x", INSTANT, BYTES, 2, 20, 0, 1);
     qs_schema_value us = SV("x", CUMULATIVE, SECONDS, 10, -6, 0, 1);
     qs_schema_value plain = SV("x", CUMULATIVE, NONE, 0, 0, 0, 1);
-    assert_true(qs_metrics_scale(&ns, 1500000000) == 1.5);
-    assert_true(qs_metrics_scale(&mib, 3) == 3145728);
-    assert_true(qs_metrics_scale(&us, 250000) == 0.25);
-    assert_true(qs_metrics_scale(&plain, 7) == 7);
+    assert_true(qs_schema_value_scale(&ns, 1500000000) == 1.5);
+    assert_true(qs_schema_value_scale(&mib, 3) == 3145728);
+    assert_true(qs_schema_value_scale(&us, 250000) == 0.25);
+    assert_true(qs_schema_value_scale(&plain, 7) == 7);
 }
 
 static void test_numbers_print_shortest_and_canonical(void **state)
