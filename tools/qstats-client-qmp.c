@@ -8,15 +8,14 @@
  * a hung daemon from hanging the client forever.
  */
 #include <errno.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
-#include <sys/un.h>
 #include <unistd.h>
 
+#include "qs-net.h"
 #include "qstats-client.h"
 
 #define QMPC_TIMEOUT_S 30
@@ -29,67 +28,6 @@ struct qs_qmpc {
     json_int_t next_id;
     bool lost;
 };
-
-static int connect_unix(const char *path, qs_error **errp, const char *spec)
-{
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    if (strlen(path) >= sizeof(sa.sun_path)) {
-        qs_error_setg(errp, "cannot connect to %s: path too long", spec);
-        return -1;
-    }
-    strcpy(sa.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        qs_error_setg(errp, "cannot connect to %s: %s", spec, strerror(errno));
-        if (fd >= 0) {
-            close(fd);
-        }
-        return -1;
-    }
-    return fd;
-}
-
-/* "HOST:PORT"; the host may be a bracketed IPv6 literal. */
-static int connect_tcp(const char *hostport, qs_error **errp, const char *spec)
-{
-    char *host = qs_strdup(hostport);
-    char *colon = strrchr(host, ':');
-    if (!colon || colon == host || !colon[1]) {
-        qs_error_setg(errp, "invalid socket address %s (expected tcp:HOST:PORT)", spec);
-        free(host);
-        return -1;
-    }
-    *colon = '\0';
-    const char *port = colon + 1;
-    char *h = host;
-    if (h[0] == '[' && colon[-1] == ']') {
-        colon[-1] = '\0';
-        h++;
-    }
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
-    struct addrinfo *res = NULL;
-    int rc = getaddrinfo(h, port, &hints, &res);
-    if (rc != 0) {
-        qs_error_setg(errp, "cannot connect to %s: %s", spec, gai_strerror(rc));
-        free(host);
-        return -1;
-    }
-    int fd = -1, err = 0;
-    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-        if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-            err = errno;
-            close(fd);
-            fd = -1;
-        }
-    }
-    freeaddrinfo(res);
-    free(host);
-    if (fd < 0) {
-        qs_error_setg(errp, "cannot connect to %s: %s", spec, strerror(err ? err : errno));
-    }
-    return fd;
-}
 
 static void mark_lost(qs_qmpc *c, qs_error **errp)
 {
@@ -259,12 +197,7 @@ static bool handshake(qs_qmpc *c, qs_error **errp)
 
 qs_qmpc *qs_qmpc_connect(const char *spec, qs_error **errp)
 {
-    int fd;
-    if (strncmp(spec, "tcp:", 4) == 0) {
-        fd = connect_tcp(spec + 4, errp, spec);
-    } else {
-        fd = connect_unix(strncmp(spec, "unix:", 5) == 0 ? spec + 5 : spec, errp, spec);
-    }
+    int fd = qs_connect(spec, errp);
     if (fd < 0) {
         return NULL;
     }

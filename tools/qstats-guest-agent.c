@@ -17,12 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
-#include <linux/vm_sockets.h>
 
 #include "qs-balloon.h"
+#include "qs-net.h"
 
 #define REQUEST_BYTE 0x01
 #define BACKOFF_MIN_MS 100
@@ -44,42 +43,6 @@ static void usage(FILE *out)
             "  -1, --once           exit when the connection ends instead of reconnecting\n"
             "  -h, --help           this text\n"
             "  -V, --version        print the version\n");
-}
-
-/* A connected socket for spec, or -1 (errno set; EINVAL for a bad spec). */
-static int connect_spec(const char *spec)
-{
-    if (strncmp(spec, "unix:", 5) == 0) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        if (strlen(spec + 5) >= sizeof(sa.sun_path) || !spec[5]) {
-            errno = EINVAL;
-            return -1;
-        }
-        strcpy(sa.sun_path, spec + 5);
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-            int e = errno;
-            close(fd);
-            errno = e;
-            return -1;
-        }
-        return fd;
-    }
-    unsigned cid, port;
-    char tail;
-    if (sscanf(spec, "vsock:%u:%u%c", &cid, &port, &tail) == 2) {
-        struct sockaddr_vm sa = { .svm_family = AF_VSOCK, .svm_cid = cid, .svm_port = port };
-        int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-            int e = errno;
-            close(fd);
-            errno = e;
-            return -1;
-        }
-        return fd;
-    }
-    errno = EINVAL;
-    return -1;
 }
 
 static bool write_all(int fd, const uint8_t *p, size_t n)
@@ -136,7 +99,7 @@ static int run(const agent *a)
     unsigned backoff = BACKOFF_MIN_MS;
     bool said_waiting = false;
     for (;;) {
-        int fd = connect_spec(a->spec);
+        int fd = qs_connect(a->spec, NULL);
         if (fd < 0) {
             if (errno == EINVAL) {
                 fprintf(stderr, "qstats-guest-agent: invalid channel '%s'\n", a->spec);
