@@ -138,7 +138,7 @@ static void start_vm(qsd *d, unsigned vcpus)
     qs_error *err = NULL;
     d->vm = qs_microvm_new(vcpus, &err);
     if (!d->vm) {
-        fprintf(stderr, "qstatsd: kvm provider unavailable: %s\n", err->msg);
+        fprintf(stderr, "qstatsd: %s\n", err->msg);   /* "kvm provider unavailable: ..." */
         qs_error_free(err);
         return;
     }

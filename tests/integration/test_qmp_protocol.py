@@ -4,13 +4,15 @@ line format, many clients at once, misbehaving clients that hurt only
 themselves, TCP and unix listeners, quit and signals."""
 import json
 import os
+import shutil
 import socket
 import stat
 import subprocess
+import tempfile
 import threading
 import time
 
-from qstest import QMP, QSTATSD, Daemon, need_kvm, run_module
+from qstest import QMP, QSTATSD, Daemon, need_kvm, run_module, skip
 
 need_kvm()
 
@@ -202,6 +204,37 @@ def test_sixty_four_vcpus_answer_with_the_full_stat_set():
             vb = {s["name"]: s["value"] for s in b["stats"]}
             moved += vb["exits"] > va["exits"]
         assert moved == 64
+
+
+def test_without_dev_kvm_the_daemon_says_so_once_and_serves_the_rest():
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        skip("needs root and unshare to hide /dev/kvm in a private mount namespace")
+    d = tempfile.mkdtemp(prefix="qstats-nokvm-")
+    sock = os.path.join(d, "qmp.sock")
+    # An empty tmpfs over /dev, in a mount namespace of the daemon's own.
+    script = f'mount -t tmpfs none /dev && exec {QSTATSD} --vcpus 2 --qmp unix:{sock} --name nokvm'
+    p = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(200):
+            if os.path.exists(sock) or p.poll() is not None:
+                break
+            time.sleep(0.05)
+        q = QMP(sock)
+        assert q.ok("query-stats", {"target": "vcpu"}) == []
+        assert q.ok("query-stats-schemas") == []
+        assert q.ok("query-name") == {"name": "nokvm"}
+        assert q.ok("human-monitor-command", {"command-line": "info stats vm"}) == ""
+        assert q.cmd("quit") == {"return": {}}
+        assert p.wait(20) == 0
+        err = p.stderr.read()
+        assert err.count("kvm provider unavailable") == 1, err
+        assert "/dev/kvm" in err
+    finally:
+        if p.poll() is None:
+            p.kill()
+        shutil.rmtree(d, ignore_errors=True)
 
 
 if __name__ == "__main__":
