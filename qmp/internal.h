@@ -11,7 +11,7 @@
 #define QS_QMP_MAX_FDS 16            /* fds received but not yet claimed by getfd */
 #define QS_QMP_MAX_INPUT (64u << 20) /* QEMU's token size limit */
 #define QS_QMP_MAX_DEPTH 1024
-#define QS_QMP_OUT_HIGH (8u << 20)   /* stop reading a client that does not read */
+#define QS_QMP_OUT_HIGH (8u << 20)   /* stop serving a client that does not read */
 
 /* Splits a byte stream into top-level JSON texts, as QEMU's streamer does:
  * by balanced brackets outside strings. */
@@ -22,6 +22,7 @@ typedef struct qs_json_splitter {
     bool escape;
     bool overflow;       /* the current text went over a limit; skip it */
     bool in_token;       /* a top-level scalar token is being collected */
+    bool paused;         /* set by the text callback: stop after this text */
 } qs_json_splitter;
 
 /* text is one complete top-level JSON text (single-quoted strings already
@@ -31,8 +32,10 @@ typedef void (*qs_json_text_fn)(void *opaque, const char *text, size_t len,
                                 const char *error);
 void qs_json_splitter_init(qs_json_splitter *sp);
 void qs_json_splitter_free(qs_json_splitter *sp);
-void qs_json_splitter_feed(qs_json_splitter *sp, const char *data, size_t len,
-                           qs_json_text_fn fn, void *opaque);
+/* Returns the bytes consumed: all of them, unless the callback paused the
+ * splitter, which then stops right after that text. */
+size_t qs_json_splitter_feed(qs_json_splitter *sp, const char *data, size_t len,
+                             qs_json_text_fn fn, void *opaque);
 
 typedef struct qs_named_fd {
     char *name;
@@ -48,6 +51,8 @@ typedef struct qs_qmp_session {
     uv_poll_t poll;
     int poll_events;
     qs_json_splitter splitter;
+    qs_buf in;                /* received, not yet split (while paused) */
+    size_t in_off;
     qs_buf out;               /* pending output */
     size_t out_sent;
     int passed_fds[QS_QMP_MAX_FDS];   /* received with SCM_RIGHTS, not yet claimed */

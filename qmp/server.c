@@ -56,6 +56,7 @@ static void session_closed(uv_handle_t *h)
         free(s->fds[i].name);
     }
     free(s->fds);
+    qs_buf_free(&s->in);
     qs_buf_free(&s->out);
     qs_json_splitter_free(&s->splitter);
     free(s);
@@ -105,11 +106,34 @@ int qs_qmp_session_take_passed_fd(qs_qmp_session *s)
     return fd;
 }
 
+static size_t backlog(const qs_qmp_session *s)
+{
+    return s->out.len - s->out_sent;
+}
+
 static void on_text(void *opaque, const char *text, size_t len, const char *error)
 {
     qs_qmp_session *s = opaque;
     if (!s->closing)
         qs_qmp_session_handle_text(s, text, len, error);
+    /* A client that sends requests faster than it reads replies waits with
+     * its remaining input unread, so its backlog stays bounded. */
+    if (backlog(s) >= QS_QMP_OUT_HIGH)
+        s->splitter.paused = true;
+}
+
+/* Serves buffered input until it is used up or the backlog is too high. */
+static void session_process(qs_qmp_session *s)
+{
+    while (!s->closing && s->in_off < s->in.len && backlog(s) < QS_QMP_OUT_HIGH)
+        s->in_off += qs_json_splitter_feed(&s->splitter, s->in.data + s->in_off,
+                                           s->in.len - s->in_off, on_text, s);
+    if (s->in_off == s->in.len) {
+        qs_buf_reset(&s->in);
+        s->in_off = 0;
+    }
+    if (!s->closing)
+        qs_qmp_session_flush(s);
 }
 
 static void session_read(qs_qmp_session *s)
@@ -131,9 +155,8 @@ static void session_read(qs_qmp_session *s)
     }
     if (s->is_unix)
         stash_fds(s, &msg);
-    qs_json_splitter_feed(&s->splitter, data, (size_t)n, on_text, s);
-    if (!s->closing)
-        qs_qmp_session_flush(s);
+    qs_buf_append(&s->in, data, (size_t)n);
+    session_process(s);
 }
 
 void qs_qmp_session_flush(qs_qmp_session *s)
@@ -170,20 +193,23 @@ static void session_on_poll(uv_poll_t *h, int status, int events)
         session_close(s);
         return;
     }
-    if (events & UV_WRITABLE)
+    if (events & UV_WRITABLE) {
         qs_qmp_session_flush(s);
+        if (!s->closing && s->in_off < s->in.len && backlog(s) < QS_QMP_OUT_HIGH)
+            session_process(s);         /* room again: serve what was held back */
+    }
     if (!s->closing && (events & (UV_READABLE | UV_DISCONNECT)))
         session_read(s);
 }
 
-/* Reads only while the backlog of unsent replies is small. */
+/* Reads only while nothing is held back and the backlog of unsent replies
+ * is small. */
 static void session_update_poll(qs_qmp_session *s)
 {
     if (s->closing)
         return;
-    size_t backlog = s->out.len - s->out_sent;
-    int ev = backlog ? UV_WRITABLE : 0;
-    if (backlog < QS_QMP_OUT_HIGH)
+    int ev = backlog(s) ? UV_WRITABLE : 0;
+    if (backlog(s) < QS_QMP_OUT_HIGH && s->in_off == s->in.len)
         ev |= UV_READABLE | UV_DISCONNECT;
     if (ev != s->poll_events) {
         s->poll_events = ev;
@@ -202,6 +228,7 @@ static void session_new(qs_qmp *q, int fd, bool is_unix)
     s->server = q;
     s->fd = fd;
     s->is_unix = is_unix;
+    qs_buf_init(&s->in);
     qs_buf_init(&s->out);
     qs_json_splitter_init(&s->splitter);
     if (uv_poll_init(q->loop, &s->poll, fd) < 0) {

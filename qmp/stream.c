@@ -109,10 +109,13 @@ static void top_level_char(qs_json_splitter *sp, char c, qs_json_text_fn fn, voi
     }
 }
 
-void qs_json_splitter_feed(qs_json_splitter *sp, const char *data, size_t len,
-                           qs_json_text_fn fn, void *opaque)
+size_t qs_json_splitter_feed(qs_json_splitter *sp, const char *data, size_t len,
+                             qs_json_text_fn fn, void *opaque)
 {
+    sp->paused = false;
     for (size_t i = 0; i < len; i++) {
+        if (sp->paused)
+            return i;
         char c = data[i];
         if (sp->quote) {
             string_char(sp, c, fn, opaque);
@@ -138,4 +141,5 @@ void qs_json_splitter_feed(qs_json_splitter *sp, const char *data, size_t len,
                 emit(sp, fn, opaque);
         }
     }
+    return len;
 }

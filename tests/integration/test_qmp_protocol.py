@@ -161,6 +161,37 @@ def test_misbehaving_clients_affect_only_themselves():
         assert d.proc.poll() is None
 
 
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def test_a_client_that_does_not_read_replies_cannot_grow_the_daemon():
+    with Daemon(vcpus=64) as d:
+        good = d.qmp()
+        before = rss_kib(d.proc.pid)
+        flood = d.qmp()
+        flood.sock.setblocking(False)
+        req = b'{"execute":"query-stats","arguments":{"target":"vcpu"}}' * 1000  # ~140 MB of replies
+        sent = 0
+        deadline = time.time() + 5
+        while sent < len(req) and time.time() < deadline:
+            try:
+                sent += flood.sock.send(req[sent:])
+            except BlockingIOError:
+                time.sleep(0.05)
+        time.sleep(1)
+        grown = rss_kib(d.proc.pid) - before
+        assert grown < 48 * 1024, f"daemon grew by {grown} KiB for a client that does not read"
+        assert len(good.ok("query-stats", {"target": "vcpu"})) == 64
+        # the held-back requests are still served once the client reads
+        flood.sock.setblocking(True)
+        flood.sock.settimeout(30)
+        for _ in range(3):
+            assert len(flood.recv()["return"]) == 64
+        flood.close()
+
+
 def test_unix_socket_is_private_and_tcp_is_loopback_only():
     with Daemon(vcpus=1, extra_qmp=["tcp:127.0.0.1:0"]) as d:
         assert stat.S_IMODE(os.stat(d.qmp_path).st_mode) == 0o600
