@@ -233,12 +233,8 @@ int main(int argc, char **argv)
     parse_options(argc, argv, &o);
     raise_fd_limit();
     d.loop = uv_default_loop();
-    d.reg = qs_registry_new();
-    d.kvm = qs_kvm_provider_new(d.reg);
-    if (!o.no_vm)
-        start_vm(&d, o.vcpus);
-    start_servers(&d, &o);
-
+    /* Signals first: a SIGTERM that arrives while the VM starts must still
+     * shut down cleanly (and unlink the sockets created meanwhile). */
     uv_idle_init(d.loop, &d.stop);
     d.stop.data = &d;
     uv_signal_init(d.loop, &d.sigint);
@@ -246,6 +242,12 @@ int main(int argc, char **argv)
     d.sigint.data = d.sigterm.data = &d;
     uv_signal_start(&d.sigint, on_signal, SIGINT);
     uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+
+    d.reg = qs_registry_new();
+    d.kvm = qs_kvm_provider_new(d.reg);
+    if (!o.no_vm)
+        start_vm(&d, o.vcpus);
+    start_servers(&d, &o);
 
     uv_run(d.loop, UV_RUN_DEFAULT);
 
