@@ -143,6 +143,28 @@ static const char *node_type(const node *nd)
     return nd->obj ? nd->obj->type_name : "container";
 }
 
+bool qs_registry_path_free(qs_registry *reg, const char *path, qs_error **errp)
+{
+    if (path[0] != '/' || !path[1] || strstr(path, "//") || path[strlen(path) - 1] == '/') {
+        qs_error_setg(errp, "Parameter 'qom-path' expects an absolute QOM path");
+        return false;
+    }
+    const qs_object *o = find_exact(reg, path);
+    if (o || is_container(reg, path)) {
+        qs_error_setg(errp, "QOM path '%s' is already in use (type '%s')", path,
+                      o ? o->type_name : "container");
+        return false;
+    }
+    for (o = reg->objects; o; o = o->next) {
+        if (is_prefix_dir(o->path, path)) {
+            qs_error_setg(errp, "QOM path '%s' is below '%s', which is not a container "
+                          "(type '%s')", path, o->path, o->type_name);
+            return false;
+        }
+    }
+    return true;
+}
+
 static const char *prop_owner(const node *nd, const qs_property *prop)
 {
     return prop && prop->owner_type ? prop->owner_type : node_type(nd);

@@ -371,6 +371,10 @@ qs_object *qs_registry_add_object(qs_registry *reg, const char *path,
                                   const qs_property *props, size_t nprops,
                                   void *opaque);
 void qs_registry_remove_object(qs_registry *reg, qs_object *obj);
+/* Whether a new object may take `path`: canonical ("/a/b", no empty
+ * component), not already an object or a container, and not below an
+ * object (that would break qom-list / qom-get for both). */
+bool qs_registry_path_free(qs_registry *reg, const char *path, qs_error **errp);
 
 typedef struct qs_prop_info {
     const char *name;

@@ -156,74 +156,14 @@ static ssize_t find_vcpu(const qs_kvm_provider *p, const char *qom_path)
     return -1;
 }
 
-/* "/a/b": absolute, no empty component, not the root itself. */
-static bool is_canonical_path(const char *path)
-{
-    return path[0] == '/' && path[1] && !strstr(path, "//") &&
-           path[strlen(path) - 1] != '/';
-}
-
-/* The QOM type at path ("container" for an implied directory); NULL when
- * nothing is there.  The caller frees it. */
-static char *qom_type_at(qs_registry *reg, const char *path)
-{
-    qs_buf b;
-    qs_jw w;
-    qs_error *err = NULL;
-    qs_buf_init(&b);
-    qs_jw_init(&w, &b);
-    if (!qs_registry_qom_get(reg, path, "type", &w, &err)) {
-        qs_error_free(err);
-        qs_buf_free(&b);
-        return NULL;
-    }
-    char *type = qs_buf_steal(&b);    /* a JSON string: "\"kvm-vcpu\"" */
-    size_t n = strlen(type);
-    memmove(type, type + 1, n - 2);   /* type names need no unescaping */
-    type[n - 2] = '\0';
-    return type;
-}
-
-/* A handed-over vCPU must get a path of its own: not an existing object or
- * container (the balloon device, /machine), and not below an object, or
- * the object tree would no longer answer qom-list/qom-get for them. */
-static bool check_free_path(qs_registry *reg, const char *path, qs_error **errp)
-{
-    char *type = qom_type_at(reg, path);
-    if (type) {
-        qs_error_setg(errp, "QOM path '%s' is already in use (type '%s')", path, type);
-        free(type);
-        return false;
-    }
-    char *prefix = qs_strdup(path);
-    bool ok = true;
-    for (char *slash = strrchr(prefix, '/'); ok && slash && slash != prefix;
-         slash = strrchr(prefix, '/')) {
-        *slash = '\0';
-        type = qom_type_at(reg, prefix);
-        if (type && strcmp(type, "container") != 0) {
-            qs_error_setg(errp, "QOM path '%s' is below '%s', which is not a container "
-                          "(type '%s')", path, prefix, type);
-            ok = false;
-        }
-        free(type);
-    }
-    free(prefix);
-    return ok;
-}
-
 bool qs_kvm_provider_add_vcpu(qs_kvm_provider *p, const char *qom_path, int fd,
                               qs_error **errp)
 {
-    if (!is_canonical_path(qom_path)) {
-        qs_error_setg(errp, "Parameter 'qom-path' expects an absolute QOM path");
-        return false;
-    }
     if (find_vcpu(p, qom_path) >= 0) {
         qs_error_setg(errp, "A vCPU is already registered at '%s'", qom_path);
         return false;
     }
-    if (!check_free_path(p->reg, qom_path, errp))
+    if (!qs_registry_path_free(p->reg, qom_path, errp))
         return false;
     qs_kvm_stats_file *f = qs_kvm_stats_file_open(fd, errp);
     if (!f)

@@ -345,7 +345,23 @@ static void object_tree_resolves_paths_like_qom(void **state)
     qs_error_free(err), err = NULL;
     assert_false(qs_registry_qom_get(c->reg, "/machine", "x", &w, &err));
     assert_string_equal(err->msg, "Property 'container.x' not found");
-    qs_error_free(err);
+    qs_error_free(err), err = NULL;
+
+    /* new objects must not collide with what is there */
+    assert_true(qs_registry_path_free(c->reg, "/machine/unattached/device[2]", NULL));
+    assert_false(qs_registry_path_free(c->reg, "/machine/unattached", &err));
+    assert_string_equal(err->msg, "QOM path '/machine/unattached' is already in use (type 'container')");
+    qs_error_free(err), err = NULL;
+    assert_false(qs_registry_path_free(c->reg, "/machine/peripheral-anon/device[0]/x", &err));
+    assert_string_equal(err->msg, "QOM path '/machine/peripheral-anon/device[0]/x' is below "
+                        "'/machine/peripheral-anon/device[0]', which is not a container (type 'thing')");
+    qs_error_free(err), err = NULL;
+    for (size_t i = 0; i < 4; i++) {
+        const char *bad[] = { "device[3]", "/", "/machine//x", "/machine/x/" };
+        assert_false(qs_registry_path_free(c->reg, bad[i], &err));
+        assert_string_equal(err->msg, "Parameter 'qom-path' expects an absolute QOM path");
+        qs_error_free(err), err = NULL;
+    }
     qs_buf_free(&b);
 }
 
