@@ -4,6 +4,8 @@
 
 #include "qs-core.h"
 
+#define QS_CONTAINER_TYPE "container"
+
 struct qs_provider_entry {
     qs_provider provider;
     qs_stats_fn stats_fn;

@@ -140,7 +140,7 @@ static bool resolve(const qs_registry *reg, const char *path, node *out, bool *a
 
 static const char *node_type(const node *nd)
 {
-    return nd->obj ? nd->obj->type_name : "container";
+    return nd->obj ? nd->obj->type_name : QS_CONTAINER_TYPE;
 }
 
 bool qs_registry_path_free(qs_registry *reg, const char *path, qs_error **errp)
@@ -152,11 +152,11 @@ bool qs_registry_path_free(qs_registry *reg, const char *path, qs_error **errp)
     const qs_object *o = find_exact(reg, path);
     if (o || is_container(reg, path)) {
         qs_error_setg(errp, "QOM path '%s' is already in use (type '%s')", path,
-                      o ? o->type_name : "container");
+                      o ? o->type_name : QS_CONTAINER_TYPE);
         return false;
     }
     for (o = reg->objects; o; o = o->next) {
-        if (is_prefix_dir(o->path, path)) {
+        if (is_prefix_dir(o->path, path) && strcmp(o->type_name, QS_CONTAINER_TYPE) != 0) {
             qs_error_setg(errp, "QOM path '%s' is below '%s', which is not a container "
                           "(type '%s')", path, o->path, o->type_name);
             return false;
@@ -188,7 +188,7 @@ static void list_children(const qs_registry *reg, const char *dir,
         *out = qs_realloc(*out, (*n + 1) * sizeof(**out));
         (*out)[*n].name = strndup(name, len);
         (*out)[*n].type = qs_strdup_printf("child<%s>",
-                                           name[len] ? "container" : o->type_name);
+                                           name[len] ? QS_CONTAINER_TYPE : o->type_name);
         (*n)++;
     }
 }

@@ -11,9 +11,18 @@
 
 #include "internal.h"
 
+/* The containers QEMU always has, so that qom-list finds them before any
+ * vCPU or device is registered (qstatsd --no-vm). */
+static const char *const standard_containers[] = {
+    "/machine", "/machine/unattached", "/machine/peripheral", "/machine/peripheral-anon",
+};
+
 qs_registry *qs_registry_new(void)
 {
-    return qs_calloc(1, sizeof(qs_registry));
+    qs_registry *reg = qs_calloc(1, sizeof(qs_registry));
+    for (size_t i = 0; i < sizeof(standard_containers) / sizeof(standard_containers[0]); i++)
+        qs_registry_add_object(reg, standard_containers[i], QS_CONTAINER_TYPE, NULL, 0, NULL);
+    return reg;
 }
 
 void qs_registry_free(qs_registry *reg)

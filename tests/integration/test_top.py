@@ -119,6 +119,7 @@ def test_console_completes_keeps_the_cpu_has_history_and_ends_on_ctrl_d():
             p.type("qom-get /mach")
             p.keys("Tab")
             p.wait(lambda s: prompt_line(s) == "(qstats) qom-get /machine/", "path")
+            p.type("u")                         # unattached, not peripheral*
             p.keys("Tab")
             p.wait(lambda s: prompt_line(s) == "(qstats) qom-get /machine/unattached/", "dir")
             p.type("device[1")

@@ -315,9 +315,13 @@ static void object_tree_resolves_paths_like_qom(void **state)
     qs_prop_info *info;
     size_t n;
     assert_true(qs_registry_qom_list(c->reg, "/machine", &info, &n, &err));
-    assert_int_equal(n, 3);
+    assert_int_equal(n, 4);              /* QEMU's standard containers are always there */
     assert_string_equal(info[1].name, "unattached");
     assert_string_equal(info[1].type, "child<container>");
+    assert_string_equal(info[2].name, "peripheral");
+    qs_prop_info_free(info, n);
+    assert_true(qs_registry_qom_list(c->reg, "/machine/peripheral", &info, &n, &err));
+    assert_int_equal(n, 1);              /* just "type": empty, but it exists */
     qs_prop_info_free(info, n);
 
     assert_false(qs_registry_qom_list(c->reg, "device[0]", &info, &n, &err));
