@@ -31,4 +31,10 @@ const char *qs_qapi_command_name(const qs_qapi *s, size_t i);
 bool qs_qapi_validate_args(const qs_qapi *s, const char *command,
                            const json_t *args, qs_error **errp);
 
+/* keyorder.c: of a struct's keys (JSON order) after the members consumed
+ * theirs (in visiting order), the index of the unexpected key QEMU names
+ * first: an accident of GLib's hash tables, reproduced. */
+size_t qs_qapi_unexpected_key(const char *const *names, size_t n,
+                              const size_t *consumed, size_t nconsumed);
+
 #endif
