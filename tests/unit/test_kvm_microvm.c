@@ -149,7 +149,7 @@ static void probe_close(probe *p)
 }
 
 /* Creates n vCPUs and checks that every stat in moving_stats grows on
- * every vCPU over 300 ms (the guest ticks at 100 Hz up to 64 vCPUs). */
+ * every vCPU over 300 ms (the guest ticks at 100 Hz up to 16 vCPUs). */
 static void check_all_vcpus_move(unsigned n)
 {
     qs_microvm *vm = new_vm(n);
