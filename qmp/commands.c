@@ -185,7 +185,8 @@ static bool cmd_query_stats(qs_qmp_session *s, const json_t *args, qs_jw *ret,
     const json_t *vcpus = json_object_get(args, "vcpus");
     size_t np = json_array_size(providers);
     qs_stats_request *reqs = qs_calloc(np ? np : 1, sizeof(*reqs));
-    const char **lists[np + 1];
+    /* On the heap: np is the client's to choose (millions fit in 64 MiB). */
+    const char ***lists = qs_calloc(np + 1, sizeof(*lists));
     qs_filter f = {
         .target = qs_target_lookup(arg_str(args, "target")),
         .has_providers = providers != NULL,
@@ -208,6 +209,7 @@ static bool cmd_query_stats(qs_qmp_session *s, const json_t *args, qs_jw *ret,
         encode_results(ret, &q->results);
     for (size_t i = 0; i <= np; i++)
         free(lists[i]);
+    free(lists);
     free(reqs);
     return ok;
 }

@@ -1,6 +1,7 @@
 """query-stats / query-stats-schemas against the real qstatsd on a real
 micro-VM over a real QMP socket: values move, every filter shape, every
 argument error text (qemu-reference.md §1.4, §2.2, §7.1)."""
+import resource
 import time
 
 from qstest import Daemon, need_kvm, run_module
@@ -101,6 +102,27 @@ def test_argument_errors_have_qemus_texts_and_echo_the_id():
         assert r == {"error": {"class": "GenericError", "desc": text}, "id": {"n": i}}, (args, r)
     r = q.cmd("query-stats-schemas", {"provider": "nosuch"}, id=7)
     assert r["error"]["desc"] == "Parameter 'provider' does not accept value 'nosuch'" and r["id"] == 7
+
+
+def test_a_huge_provider_list_is_answered_even_on_a_small_stack():
+    # The length of "providers" is the client's to choose: 200000 requests
+    # (1.2M JSON tokens, under QEMU's limit) once took 1.6 MB of stack and
+    # crashed a daemon whose stack is 1 MiB.
+    soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
+    resource.setrlimit(resource.RLIMIT_STACK, (1 << 20, hard))
+    try:
+        d = Daemon(vcpus=1)
+    finally:
+        resource.setrlimit(resource.RLIMIT_STACK, (soft, hard))
+    try:
+        q = d.qmp(timeout=60)
+        provs = ", ".join(['{"provider": "cryptodev"}'] * 200000)
+        q.send_raw('{"execute": "query-stats", "arguments": {"target": "vm", '
+                   '"providers": [%s]}, "id": 1}' % provs)
+        assert q.recv() == {"return": [], "id": 1}
+        assert len(q.ok("query-stats", {"target": "vm"})) == 1
+    finally:
+        assert d.stop() == 0
 
 
 if __name__ == "__main__":
