@@ -79,10 +79,16 @@ bool qs_hmp_get_str(const char **pp, char **out)
 
 /* ---- expressions: sum > prod > logic > unary, as monitor/hmp.c ---------- */
 
+/* Unary operators and parentheses recurse; a line of a million '(' must
+ * not exhaust the stack (QEMU has no bound and crashes).  Real expressions
+ * nest a few levels. */
+#define MAX_EXPR_DEPTH 256
+
 typedef struct expr {
     const char *p;
     qs_buf *err;
     bool failed;
+    int depth;
 } expr;
 
 static void expr_error(expr *e, const char *msg, char c)
@@ -138,11 +144,25 @@ static uint64_t expr_char(expr *e)
     return n;
 }
 
+static uint64_t expr_unary_op(expr *e);
+
 static uint64_t expr_unary(expr *e)
 {
-    uint64_t n;
     if (e->failed)
         return 0;
+    if (e->depth >= MAX_EXPR_DEPTH) {
+        expr_error(e, "expression nested too deeply", 0);
+        return 0;
+    }
+    e->depth++;
+    uint64_t n = expr_unary_op(e);
+    e->depth--;
+    return n;
+}
+
+static uint64_t expr_unary_op(expr *e)
+{
+    uint64_t n;
     switch (*e->p) {
     case '+':
         next(e);

@@ -192,6 +192,17 @@ static void test_integer_errors_use_qemu_texts(void **state)
     assert_string_equal(parse_int("0x100000000", &v),
                         "'cpu' has failed: integer is for 32-bit values\n");
     assert_string_equal(parse_int("1 2", &v), "cpu: extraneous characters at the end of line\n");
+    /* Nesting is bounded instead of recursing until the stack runs out. */
+    size_t deep = 1000000;
+    char *line = malloc(deep + 2);
+    memset(line, '(', deep);
+    strcpy(line + deep, "1");
+    assert_string_equal(parse_int(line, &v), "expression nested too deeply\n");
+    memset(line, '-', deep);
+    assert_string_equal(parse_int(line, &v), "expression nested too deeply\n");
+    free(line);
+    assert_string_equal(parse_int("((((((((((1))))))))))+-~-~-~-~-~1", &v), "");
+    assert_int_equal(v, 7);
     /* INT64_MIN / -1 does not trap */
     const char *p = "(0-9223372036854775807-1)/-1";
     assert_true(qs_hmp_get_expr(&p, &v, NULL));
