@@ -64,6 +64,15 @@ static void session_closed(uv_handle_t *h)
     maybe_release(q);
 }
 
+/* Runs a requested quit; the reply, where it could be sent, went first. */
+static void maybe_quit(qs_qmp *q)
+{
+    if (q->quitting && !q->freed && q->cfg.on_quit) {
+        q->quitting = false;
+        q->cfg.on_quit(q->cfg.opaque);
+    }
+}
+
 static void session_close(qs_qmp_session *s)
 {
     if (s->closing)
@@ -78,6 +87,10 @@ static void session_close(qs_qmp_session *s)
     s->server->pending_closes++;
     uv_poll_stop(&s->poll);
     uv_close((uv_handle_t *)&s->poll, session_closed);
+    /* A client that sent quit and hung up without reading the reply still
+     * quits (as with QEMU), rather than leaving the quit to whichever
+     * client flushes next. */
+    maybe_quit(s->server);
 }
 
 /* Keeps fds received with SCM_RIGHTS until getfd claims them. */
@@ -178,8 +191,7 @@ void qs_qmp_session_flush(qs_qmp_session *s)
         qs_buf_reset(&s->out);
         s->out_sent = 0;
         if (s->server->quitting && s->server->cfg.on_quit) {
-            s->server->quitting = false;
-            s->server->cfg.on_quit(s->server->cfg.opaque);
+            maybe_quit(s->server);
             return;
         }
     }

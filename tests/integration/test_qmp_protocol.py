@@ -220,6 +220,22 @@ def test_quit_and_signals_shut_down_cleanly():
         assert not os.path.exists(path)
 
 
+def test_quit_from_a_client_that_hangs_up_without_reading_the_reply():
+    # The reply cannot be delivered, but the quit must still happen: it
+    # used to wait for some other client's next reply and then kill that
+    # client's session instead.
+    d = Daemon(vcpus=1)
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(d.qmp_path)
+    assert b"QMP" in s.recv(4096)
+    s.sendall(b'{"execute": "qmp_capabilities"}{"execute": "quit"}')
+    s.close()
+    try:
+        assert d.proc.wait(20) == 0
+    finally:
+        d.stop()
+
+
 def test_sixty_four_vcpus_answer_with_the_full_stat_set():
     with Daemon(vcpus=64) as d:
         q = d.qmp()
