@@ -56,8 +56,11 @@ static void string_char(qs_json_splitter *sp, char c, qs_json_text_fn fn, void *
 {
     if (sp->escape) {
         sp->escape = false;
-        if (c == '\'' && sp->quote == '\'') {
-            sp->acc.len--;            /* drop the backslash: \' is just ' */
+        if (c == '\'') {
+            /* QEMU takes \' in either kind of string; JSON has no such
+             * escape, so drop the backslash: \' is just '. */
+            if (!sp->overflow)
+                sp->acc.len--;
             put(sp, '\'', fn, opaque);
         } else {
             put(sp, c, fn, opaque);

@@ -87,6 +87,10 @@ def test_envelope_and_parse_errors_keep_the_connection():
             assert raw(q, text + "\n") == expect, text
         # QEMU's single-quoted strings work, and the connection still serves
         assert "return" in raw(q, "{'execute': 'query-stats', 'arguments': {'target': 'vm'}}")
+        # and so does the \' escape, in either kind of string
+        for text in ("{'execute': 'qom-get', 'arguments': {'path': '/machine', 'property': 'a\\'b'}}",
+                     '{"execute": "qom-get", "arguments": {"path": "/machine", "property": "a\\\'b"}}'):
+            assert raw(q, text) == err("Property 'container.a'b' not found"), text
         assert q.cmd("query-stats", {"target": "vm"})["return"][0]["provider"] == "kvm"
 
 
