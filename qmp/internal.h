@@ -11,6 +11,7 @@
 #define QS_QMP_MAX_FDS 16            /* fds received but not yet claimed by getfd */
 #define QS_QMP_MAX_INPUT (64u << 20) /* QEMU's token size limit */
 #define QS_QMP_MAX_DEPTH 1024
+#define QS_QMP_MAX_TOKENS (2u << 20) /* QEMU's token count limit */
 #define QS_QMP_OUT_HIGH (8u << 20)   /* stop serving a client that does not read */
 
 /* Splits a byte stream into top-level JSON texts, as QEMU's streamer does:
@@ -22,6 +23,8 @@ typedef struct qs_json_splitter {
     bool escape;
     bool overflow;       /* the current text went over a limit; skip it */
     bool in_token;       /* a top-level scalar token is being collected */
+    bool in_scalar;      /* inside a value: a number or keyword is being read */
+    size_t tokens;       /* JSON tokens of the current text, as QEMU counts them */
     bool paused;         /* set by the text callback: stop after this text */
 } qs_json_splitter;
 

@@ -4,8 +4,9 @@
  * strings); a top-level scalar or stray character is a text of its own.
  * QEMU also accepts 'single-quoted' strings; they are rewritten to double
  * quotes here so that jansson, which does the actual parsing, sees
- * standard JSON.  Over-long or over-deep texts are reported once and
- * skipped to their end, so one bad request costs only its own reply.
+ * standard JSON.  Texts over QEMU's limits (size, token count, depth)
+ * are reported once and skipped to their end, so one bad request costs
+ * only its own reply.
  */
 #include <string.h>
 
@@ -29,6 +30,8 @@ static void emit(qs_json_splitter *sp, qs_json_text_fn fn, void *opaque)
     qs_buf_reset(&sp->acc);
     sp->overflow = false;
     sp->in_token = false;
+    sp->in_scalar = false;
+    sp->tokens = 0;
     sp->depth = 0;
 }
 
@@ -100,6 +103,7 @@ static void top_level_char(qs_json_splitter *sp, char c, qs_json_text_fn fn, voi
     if (c == '{' || c == '[') {
         put(sp, c, fn, opaque);
         sp->depth = 1;
+        sp->tokens = 1;
     } else if (c == '"' || c == '\'') {
         sp->quote = c;
         put(sp, '"', fn, opaque);
@@ -109,6 +113,48 @@ static void top_level_char(qs_json_splitter *sp, char c, qs_json_text_fn fn, voi
     } else {
         sp->in_token = true;
         put(sp, c, fn, opaque);
+    }
+}
+
+/* Counts the JSON tokens of a value, as QEMU's streamer limits them: a
+ * string, number or keyword is one token, and so is each of {}[],:.  A
+ * scalar's characters run until the next delimiter.  Returns true when c
+ * starts a token. */
+static bool starts_token(qs_json_splitter *sp, char c)
+{
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+        sp->in_scalar = false;
+        return false;
+    }
+    if (is_delim(c)) {
+        sp->in_scalar = false;
+        return true;
+    }
+    if (sp->in_scalar)
+        return false;
+    sp->in_scalar = true;
+    return true;
+}
+
+/* One character outside strings inside a value (depth > 0).  As QEMU,
+ * the limits are checked before a token is taken, the one that would
+ * complete the value included. */
+static void nested_char(qs_json_splitter *sp, char c, qs_json_text_fn fn, void *opaque)
+{
+    if (starts_token(sp, c) && ++sp->tokens > QS_QMP_MAX_TOKENS)
+        fail(sp, "JSON token count limit exceeded", fn, opaque);
+    if (c == '"' || c == '\'') {
+        sp->quote = c;
+        put(sp, '"', fn, opaque);
+        return;
+    }
+    put(sp, c, fn, opaque);
+    if (c == '{' || c == '[') {
+        if (++sp->depth > QS_QMP_MAX_DEPTH)
+            fail(sp, "JSON nesting depth limit exceeded", fn, opaque);
+    } else if (c == '}' || c == ']') {
+        if (--sp->depth == 0)
+            emit(sp, fn, opaque);
     }
 }
 
@@ -130,19 +176,7 @@ size_t qs_json_splitter_feed(qs_json_splitter *sp, const char *data, size_t len,
             top_level_char(sp, c, fn, opaque);
             continue;
         }
-        if (c == '"' || c == '\'') {
-            sp->quote = c;
-            put(sp, '"', fn, opaque);
-            continue;
-        }
-        put(sp, c, fn, opaque);
-        if (c == '{' || c == '[') {
-            if (++sp->depth > QS_QMP_MAX_DEPTH)
-                fail(sp, "JSON nesting depth limit exceeded", fn, opaque);
-        } else if (c == '}' || c == ']') {
-            if (--sp->depth == 0)
-                emit(sp, fn, opaque);
-        }
+        nested_char(sp, c, fn, opaque);
     }
     return len;
 }
