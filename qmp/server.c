@@ -87,9 +87,9 @@ static void session_close(qs_qmp_session *s)
     s->server->pending_closes++;
     uv_poll_stop(&s->poll);
     uv_close((uv_handle_t *)&s->poll, session_closed);
-    /* A client that sent quit and hung up without reading the reply still
-     * quits (as with QEMU), rather than leaving the quit to whichever
-     * client flushes next. */
+    /* A quit already dispatched takes effect like any other command, even
+     * if its client hung up before the reply went out, rather than being
+     * left to whichever client flushes next. */
     maybe_quit(s->server);
 }
 
