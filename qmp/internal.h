@@ -13,6 +13,7 @@
 #define QS_QMP_MAX_DEPTH 1024
 #define QS_QMP_MAX_TOKENS (2u << 20) /* QEMU's token count limit */
 #define QS_QMP_OUT_HIGH (8u << 20)   /* stop serving a client that does not read */
+#define QS_QMP_ACCEPT_RETRY_MS 100  /* out of fds: next accept attempt */
 
 /* Splits a byte stream into top-level JSON texts, as QEMU's streamer does:
  * by balanced brackets outside strings. */
@@ -71,6 +72,8 @@ typedef struct qs_qmp_listener {
     bool is_unix;
     char *unlink_path;
     uv_poll_t poll;
+    uv_timer_t retry;         /* out of fds: accept again later */
+    int open_handles;
     struct qs_qmp_listener *next;
 } qs_qmp_listener;
 

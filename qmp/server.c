@@ -257,11 +257,27 @@ static void session_new(qs_qmp *q, int fd, bool is_unix)
 
 /* ---- listeners --------------------------------------------------------- */
 
+static void listener_on_poll(uv_poll_t *h, int status, int events);
+
+static void listener_retry(uv_timer_t *t)
+{
+    qs_qmp_listener *l = t->data;
+    uv_poll_start(&l->poll, UV_READABLE, listener_on_poll);
+}
+
 static void listener_on_poll(uv_poll_t *h, int status, int events)
 {
     qs_qmp_listener *l = h->data;
     for (int i = 0; i < 64; i++) {
         int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+                       errno == ENOMEM)) {
+            /* The connection stays pending, so the socket stays readable:
+             * polling on would spin until an fd is free.  Look again later. */
+            uv_poll_stop(&l->poll);
+            uv_timer_start(&l->retry, listener_retry, QS_QMP_ACCEPT_RETRY_MS, 0);
+            return;
+        }
         if (fd < 0)
             return;
         session_new(l->server, fd, l->is_unix);
@@ -289,6 +305,9 @@ bool qs_qmp_listen(qs_qmp *q, const char *spec, bool allow_remote, qs_error **er
     l->unlink_path = is_unix ? qs_strdup(spec + 5) : NULL;
     uv_poll_init(q->loop, &l->poll, fd);
     l->poll.data = l;
+    uv_timer_init(q->loop, &l->retry);
+    l->retry.data = l;
+    l->open_handles = 2;
     uv_poll_start(&l->poll, UV_READABLE, listener_on_poll);
     l->next = q->listeners;
     q->listeners = l;
@@ -299,6 +318,8 @@ static void listener_closed(uv_handle_t *h)
 {
     qs_qmp_listener *l = h->data;
     qs_qmp *q = l->server;
+    if (--l->open_handles > 0)
+        return;
     close(l->fd);
     if (l->unlink_path)
         unlink(l->unlink_path);
@@ -320,6 +341,7 @@ void qs_qmp_free(qs_qmp *q)
         q->pending_closes++;
         uv_poll_stop(&l->poll);
         uv_close((uv_handle_t *)&l->poll, listener_closed);
+        uv_close((uv_handle_t *)&l->retry, listener_closed);
     }
     while (q->sessions)
         session_close(q->sessions);

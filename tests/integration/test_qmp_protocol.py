@@ -4,6 +4,7 @@ line format, many clients at once, misbehaving clients that hurt only
 themselves, TCP and unix listeners, quit and signals."""
 import json
 import os
+import resource
 import shutil
 import socket
 import stat
@@ -180,6 +181,38 @@ def test_token_count_limit_is_qemus():
         assert raw(q, request((2**21 + 1 - 27) // 2)) == err("JSON token count limit exceeded")
         assert raw(q, "[" + "1," * 2**20 + "1]") == err("JSON token count limit exceeded")
         assert q.cmd("query-name") == {"return": {}}
+
+
+def main_thread_cpu_ticks(pid):
+    with open(f"/proc/{pid}/task/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def test_out_of_fds_the_listener_waits_instead_of_spinning():
+    # A pending connection the daemon cannot accept (EMFILE) keeps the
+    # listening socket readable; the loop used to spin on it at full speed.
+    with Daemon(vcpus=1) as d:
+        held = len(os.listdir(f"/proc/{d.proc.pid}/fd"))
+        resource.prlimit(d.proc.pid, resource.RLIMIT_NOFILE, (held + 4, held + 4))
+        clients = [d.qmp(negotiate=False) for _ in range(4)]
+        pending = []
+        for _ in range(4):
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(d.qmp_path)
+            pending.append(s)
+        time.sleep(0.5)
+        before = main_thread_cpu_ticks(d.proc.pid)
+        time.sleep(2)
+        assert main_thread_cpu_ticks(d.proc.pid) - before < 20     # under 10% of a core
+        for q in clients:
+            assert q.cmd("qmp_capabilities") == {"return": {}}
+            q.close()
+        # fds are free again: the waiting clients are served
+        pending[0].settimeout(5)
+        assert b'"QMP"' in pending[0].recv(4096)
+        for s in pending:
+            s.close()
 
 
 def rss_kib(pid):
