@@ -43,6 +43,7 @@
 #define HEADER_SIZE 4
 #define MAX_ANSWER (QS_BALLOON_MAX_RECORDS * QS_BALLOON_RECORD_SIZE)
 #define DEFAULT_TIMEOUT_MS 5000
+#define ACCEPT_RETRY_MS 100
 
 static const uint8_t request_byte = REQUEST_BYTE;
 
@@ -63,6 +64,8 @@ struct qs_balloon_chan {
     int listen_fd;
     uv_poll_t listen_poll;
     uv_timer_t answer_timer;
+    uv_timer_t accept_timer;  /* accept failed (out of fds): try again later */
+    bool accept_failing;      /* logged once until an accept succeeds */
     char *unix_path;          /* to unlink on close */
     conn *conn;               /* the agent being served */
     uint64_t timeout_ms;
@@ -120,7 +123,9 @@ qs_balloon_chan *qs_balloon_chan_new(uv_loop_t *loop, const qs_balloon_chan_cb *
     c->timeout_ms = DEFAULT_TIMEOUT_MS;
     uv_timer_init(loop, &c->answer_timer);
     c->answer_timer.data = c;
-    c->open_handles = 1;
+    uv_timer_init(loop, &c->accept_timer);
+    c->accept_timer.data = c;
+    c->open_handles = 2;
     return c;
 }
 
@@ -254,6 +259,14 @@ static void accept_agent(qs_balloon_chan *c, int fd)
     expect_answer(k);
 }
 
+static void on_listen_ready(uv_poll_t *h, int status, int events);
+
+static void retry_accept(uv_timer_t *t)
+{
+    qs_balloon_chan *c = t->data;
+    uv_poll_start(&c->listen_poll, UV_READABLE, on_listen_ready);
+}
+
 static void on_listen_ready(uv_poll_t *h, int status, int events)
 {
     qs_balloon_chan *c = h->data;
@@ -262,10 +275,18 @@ static void on_listen_ready(uv_poll_t *h, int status, int events)
         if (fd < 0) {
             if (errno == EINTR)
                 continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            if (!c->accept_failing)
                 chan_log(c, "accept failed: %s", strerror(errno));
+            c->accept_failing = true;
+            /* Out of fds, the connection stays pending and the socket
+             * readable: polling on would spin (and log) until one is free. */
+            uv_poll_stop(&c->listen_poll);
+            uv_timer_start(&c->accept_timer, retry_accept, ACCEPT_RETRY_MS, 0);
             return;
         }
+        c->accept_failing = false;
         if (c->conn) {
             chan_log(c, "refusing a second guest agent: one is already connected");
             close(fd);
@@ -350,4 +371,5 @@ void qs_balloon_chan_close(qs_balloon_chan *c)
     if (c->unix_path)
         unlink(c->unix_path);
     uv_close((uv_handle_t *)&c->answer_timer, handle_closed);
+    uv_close((uv_handle_t *)&c->accept_timer, handle_closed);
 }

@@ -5,6 +5,7 @@ through QMP (qom-get / qom-set / qom-list, query-stats, query-stats-schemas,
 query-balloon, info balloon), as an operator would see it."""
 import json
 import os
+import resource
 import socket
 import struct
 import subprocess
@@ -246,6 +247,32 @@ def test_hostile_agents_are_dropped_and_qmp_keeps_answering():
         d.wait_stats(lambda s: s["stats"]["stat-total-memory"] == memtotal_bytes(),
                      what="real agent after the attacks")
         assert d.proc.poll() is None
+
+
+def test_out_of_fds_an_agent_waits_without_a_log_flood():
+    # An agent connecting while the daemon has no fd left stays pending,
+    # which keeps the listening socket readable: the loop used to spin on
+    # it, logging "accept failed" at full speed.
+    with Balloon() as d:
+        pid = d.proc.pid
+        held = len(os.listdir(f"/proc/{pid}/fd"))
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (held + 1, held + 1))
+        filler = d.qmp(negotiate=False)          # takes the last fd
+        agent = FakeAgent(d.balloon_path)
+        time.sleep(0.5)
+        with open(f"/proc/{pid}/task/{pid}/stat") as f:
+            before = sum(int(x) for x in f.read().rsplit(")", 1)[1].split()[11:13])
+        time.sleep(2)
+        with open(f"/proc/{pid}/task/{pid}/stat") as f:
+            after = sum(int(x) for x in f.read().rsplit(")", 1)[1].split()[11:13])
+        assert after - before < 20, after - before      # under 10% of a core
+        failures = [l for l in d.balloon_log() if "accept failed" in l]
+        assert len(failures) == 1, failures
+        filler.close()
+        # an fd is free again: the waiting agent is taken and its report used
+        agent.answer([(5, 7)])
+        d.wait_stats(lambda s: s["stats"]["stat-total-memory"] == 7, what="report after EMFILE")
+        agent.close()
 
 
 def test_agent_waits_and_reconnects_across_daemon_restarts():
