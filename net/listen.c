@@ -68,10 +68,23 @@ int qs_listen_unix(const char *path, qs_error **errp)
         qs_error_setg(errp, "Failed to create socket: %s", strerror(errno));
         return -1;
     }
-    /* A socket left by an earlier run is replaced, as QEMU does; any other
-     * kind of file at that path is not ours to remove (bind then fails). */
-    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+    /* A socket left by an earlier run is replaced, as QEMU does, but not
+     * one that a live process still answers on: taking it over would cut
+     * that daemon off.  Any other kind of file is not ours to remove (bind
+     * then fails). */
+    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        bool live = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+        if (probe >= 0)
+            close(probe);
+        if (live) {
+            qs_error_setg(errp, "Failed to bind socket to %s: another process is listening there",
+                          path);
+            close(fd);
+            return -1;
+        }
         unlink(path);
+    }
     mode_t old = umask(0177);          /* created 0600: no window for others */
     int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
     umask(old);

@@ -49,6 +49,8 @@ typedef struct qsd {
     qs_exporter *exporter;
     uv_signal_t sigint, sigterm;
     uv_idle_t stop;            /* shutdown runs from the loop, never mid-command */
+    const char *created[2 * MAX_LISTENERS + 1];   /* unix sockets made so far */
+    int ncreated;
     bool stopping;
 } qsd;
 
@@ -67,10 +69,19 @@ static void usage(FILE *f)
           "  --help, --version\n", f);
 }
 
-static void die(const char *what, qs_error *err)
+/* Unix sockets this process created are removed again if start-up fails. */
+static void note_socket(qsd *d, const char *spec)
+{
+    if (strncmp(spec, "unix:", 5) == 0 && d->ncreated < 2 * MAX_LISTENERS + 1)
+        d->created[d->ncreated++] = spec + 5;
+}
+
+static void die(const qsd *d, const char *what, qs_error *err)
 {
     fprintf(stderr, "qstatsd: %s%s%s\n", what, err ? ": " : "", err ? err->msg : "");
     qs_error_free(err);
+    for (int i = 0; i < d->ncreated; i++)
+        unlink(d->created[i]);
     exit(1);
 }
 
@@ -144,13 +155,13 @@ static void start_vm(qsd *d, unsigned vcpus)
     }
     int fd = qs_microvm_vm_stats_fd(d->vm, &err);
     if (fd < 0 || !qs_kvm_provider_set_vm(d->kvm, fd, &err))
-        die("VM stats", err);
+        die(d, "VM stats", err);
     for (unsigned i = 0; i < vcpus; i++) {
         char path[64];
         snprintf(path, sizeof(path), "/machine/unattached/device[%u]", i);
         fd = qs_microvm_vcpu_stats_fd(d->vm, i, &err);
         if (fd < 0 || !qs_kvm_provider_add_vcpu(d->kvm, path, fd, &err))
-            die("vCPU stats", err);
+            die(d, "vCPU stats", err);
     }
 }
 
@@ -194,7 +205,8 @@ static void start_servers(qsd *d, const options *o)
     if (o->balloon) {
         d->balloon = qs_balloon_new(d->loop, d->reg, mem);
         if (!qs_balloon_listen(d->balloon, o->balloon, &err))
-            die("--balloon", err);
+            die(d, "--balloon", err);
+        note_socket(d, o->balloon);
     }
     d->hmp = qs_hmp_new(&(qs_hmp_config){ .reg = d->reg, .balloon = d->balloon,
                                           .on_quit = request_stop, .opaque = d });
@@ -203,10 +215,11 @@ static void start_servers(qsd *d, const options *o)
                             .hmp = d->hmp, .name = o->name,
                             .on_quit = request_stop, .opaque = d }, &err);
     if (!d->qmp)
-        die("QMP", err);
+        die(d, "QMP", err);
     for (int i = 0; i < o->nqmp; i++) {
         if (!qs_qmp_listen(d->qmp, o->qmp[i], o->allow_remote, &err))
-            die("--qmp", err);
+            die(d, "--qmp", err);
+        note_socket(d, o->qmp[i]);
         if (strncmp(o->qmp[i], "unix:", 5) == 0)
             fprintf(stderr, "qstatsd: QMP on %s\n", o->qmp[i] + 5);
     }
@@ -215,13 +228,14 @@ static void start_servers(qsd *d, const options *o)
                                           .reg = d->reg, .vm_name = o->name },
                                       o->metrics, o->allow_remote, &err);
         if (!d->exporter)
-            die("--metrics", err);
+            die(d, "--metrics", err);
     }
     /* Consoles last, so their first prompt follows the daemon's messages. */
     for (int i = 0; i < o->nhmp; i++) {
         d->consoles[d->nconsoles] = qs_hmp_console_new(d->loop, d->hmp, o->hmp[i], &err);
         if (!d->consoles[d->nconsoles++])
-            die("--hmp", err);
+            die(d, "--hmp", err);
+        note_socket(d, o->hmp[i]);
     }
 }
 

@@ -260,6 +260,26 @@ def test_unix_socket_is_private_and_tcp_is_loopback_only():
     assert p.returncode != 0 and "--allow-remote" in p.stderr
 
 
+def test_a_second_daemon_cannot_take_over_a_live_socket_and_cleans_up():
+    with Daemon(vcpus=1) as d:
+        p = subprocess.run([QSTATSD, "--no-vm", "--qmp", "unix:" + d.qmp_path],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 1 and "another process is listening there" in p.stderr, p.stderr
+        assert d.qmp().ok("query-name") == {}            # the first one still answers
+        # a start-up failure removes the sockets it had already created
+        busy = socket.socket()
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        mine = os.path.join(d.dir, "other.sock")
+        p = subprocess.run([QSTATSD, "--no-vm", "--qmp", "unix:" + mine, "--metrics",
+                            "127.0.0.1:%d" % busy.getsockname()[1]],
+                           capture_output=True, text=True, timeout=30)
+        busy.close()
+        assert p.returncode == 1 and "Address already in use" in p.stderr, p.stderr
+        assert not os.path.exists(mine)
+        assert os.path.exists(d.qmp_path)
+
+
 def test_quit_and_signals_shut_down_cleanly():
     d = Daemon(vcpus=2)
     q = d.qmp()
