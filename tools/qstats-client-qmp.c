@@ -73,8 +73,19 @@ static char *read_line(qs_qmpc *c, qs_error **errp)
     }
 }
 
-/* The next message that is not an event. */
-static json_t *read_reply(qs_qmpc *c, qs_error **errp)
+json_t *qs_client_parse_json(const char *text, size_t flags, json_error_t *jerr)
+{
+    json_t *v = json_loads(text, flags, jerr);
+    /* QMP carries u64 values up to 18446744073709551615 (the balloon's
+     * "unset"), which jansson reads only as reals. */
+    if (!v && strstr(jerr->text, "too big")) {
+        v = json_loads(text, flags | JSON_DECODE_INT_AS_REAL, jerr);
+    }
+    return v;
+}
+
+/* The next message that is not an event; *text (if asked) gets its line. */
+static json_t *read_reply_text(qs_qmpc *c, char **text, qs_error **errp)
 {
     for (;;) {
         char *line = read_line(c, errp);
@@ -82,19 +93,30 @@ static json_t *read_reply(qs_qmpc *c, qs_error **errp)
             return NULL;
         }
         json_error_t jerr;
-        json_t *msg = json_loads(line, JSON_DECODE_ANY, &jerr);
-        free(line);
+        json_t *msg = qs_client_parse_json(line, JSON_DECODE_ANY, &jerr);
         if (!msg || !json_is_object(msg)) {
+            free(line);
             json_decref(msg);
             c->lost = true;
             qs_error_setg(errp, "invalid message from %s", c->spec);
             return NULL;
         }
         if (!json_object_get(msg, "event")) {
+            if (text) {
+                *text = line;
+            } else {
+                free(line);
+            }
             return msg;
         }
+        free(line);
         json_decref(msg);
     }
+}
+
+static json_t *read_reply(qs_qmpc *c, qs_error **errp)
+{
+    return read_reply_text(c, NULL, errp);
 }
 
 static bool send_all(qs_qmpc *c, const char *data, size_t len, qs_error **errp)
@@ -153,6 +175,18 @@ json_t *qs_qmpc_request(qs_qmpc *c, json_t *req, qs_error **errp)
         json_object_del(req, QMPC_ID_KEY);
     }
     return NULL;
+}
+
+json_t *qs_qmpc_request_text(qs_qmpc *c, const json_t *req, char **text, qs_error **errp)
+{
+    if (c->lost) {
+        mark_lost(c, errp);
+        return NULL;
+    }
+    char *out = json_dumps(req, JSON_COMPACT | JSON_ENCODE_ANY);
+    bool ok = out && send_all(c, out, strlen(out), errp);
+    free(out);
+    return ok ? read_reply_text(c, text, errp) : NULL;
 }
 
 json_t *qs_qmpc_call(qs_qmpc *c, const char *cmd, json_t *args, qs_error **errp)

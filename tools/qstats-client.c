@@ -106,6 +106,53 @@ static int run_hmp_line(qs_qmpc *c, int argc, char **argv, long cpu)
     return 0;
 }
 
+static void newline_indent(FILE *f, int depth)
+{
+    fputc('\n', f);
+    for (int i = 0; i < depth; i++)
+        fputs("  ", f);
+}
+
+/* Re-indents JSON text token by token (two spaces a level, as jansson's
+ * JSON_INDENT(2)) rather than through a jansson tree, so that numbers are
+ * printed as they came: 18446744073709551615 stays exact. */
+static void print_pretty_json(const char *s, FILE *f)
+{
+    int depth = 0;
+    for (const char *p = s; *p; p++) {
+        char c = *p;
+        if (c == '"') {
+            const char *q = p + 1;
+            while (*q && *q != '"')
+                q += (*q == '\\' && q[1]) ? 2 : 1;
+            fwrite(p, 1, (size_t)(q - p) + (*q != 0), f);
+            p = *q ? q : q - 1;
+        } else if (c == '{' || c == '[') {
+            const char *q = p + 1;
+            while (*q == ' ')
+                q++;
+            fputc(c, f);
+            if (*q == (c == '{' ? '}' : ']')) {
+                fputc(*q, f);
+                p = q;
+            } else {
+                newline_indent(f, ++depth);
+            }
+        } else if (c == '}' || c == ']') {
+            newline_indent(f, --depth);
+            fputc(c, f);
+        } else if (c == ',') {
+            fputc(',', f);
+            newline_indent(f, depth);
+        } else if (c == ':') {
+            fputs(": ", f);
+        } else if (c != ' ' && c != '\t' && c != '\r' && c != '\n') {
+            fputc(c, f);
+        }
+    }
+    fputc('\n', f);
+}
+
 /* `qmp JSON` or `qmp NAME [ARGS-JSON]`. */
 static json_t *build_qmp_request(int argc, char **argv)
 {
@@ -143,14 +190,14 @@ static int run_qmp(qs_qmpc *c, int argc, char **argv)
         return EXIT_USAGE;
     }
     qs_error *err = NULL;
-    json_t *reply = qs_qmpc_request(c, req, &err);
+    char *text = NULL;
+    json_t *reply = qs_qmpc_request_text(c, req, &text, &err);
     json_decref(req);
     if (!reply) {
         qs_client_report(err);
         return 1;
     }
-    char *text = json_dumps(reply, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    puts(text ? text : "");
+    print_pretty_json(text, stdout);
     free(text);
     int rc = json_object_get(reply, "error") ? 1 : 0;
     json_decref(reply);

@@ -38,6 +38,14 @@ const char *qs_qmpc_spec(const qs_qmpc *c);
  * whether the daemon went away. */
 json_t *qs_qmpc_request(qs_qmpc *c, json_t *req, qs_error **errp);
 
+/* Sends req exactly as given (no id added) and returns the first reply
+ * that is not an event, parsed, with its exact text in *text (malloc'd):
+ * numbers above INT64_MAX survive only in the text. */
+json_t *qs_qmpc_request_text(qs_qmpc *c, const json_t *req, char **text, qs_error **errp);
+
+/* json_loads that also takes integers above INT64_MAX (as reals). */
+json_t *qs_client_parse_json(const char *text, size_t flags, json_error_t *jerr);
+
 /* Runs `cmd` with `args` (stolen; may be NULL) and returns the "return"
  * value (new reference), or NULL + errp with the error reply's "desc". */
 json_t *qs_qmpc_call(qs_qmpc *c, const char *cmd, json_t *args, qs_error **errp);

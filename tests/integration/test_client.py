@@ -134,6 +134,19 @@ def test_qmp_pretty_prints_the_reply_and_exits_1_on_an_error_reply():
         assert r.returncode == 2 and r.stderr.startswith("qstats: invalid JSON: "), r
 
 
+def test_qmp_prints_unsigned_64_bit_values_exactly():
+    tmp = tempfile.mkdtemp(prefix="qstats-client-")
+    try:
+        with Daemon("--balloon", "unix:" + os.path.join(tmp, "b.sock"), no_vm=True) as d:
+            r = run(d.qmp_path, "qmp", "qom-get",
+                    '{"path": "/machine/peripheral-anon/device[0]", "property": "guest-stats"}')
+            assert r.returncode == 0, r
+            assert '"stat-swap-in": 18446744073709551615,\n' in r.stdout, r.stdout
+            assert json.loads(r.stdout)["return"]["last-update"] == 0
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def test_missing_socket_and_refused_connections_are_clear_errors():
     tmp = tempfile.mkdtemp(prefix="qstats-client-")
     missing = os.path.join(tmp, "nothing.sock")
