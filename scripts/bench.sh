@@ -13,6 +13,9 @@
 # QS_BUILD_DIR overrides the build directory (default build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+for a in "$@"; do
+    case $a in -h|--help) exec python3 bench/qmp_latency.py --help ;; esac
+done
 . scripts/deps.sh
 qs_install $QS_BUILD_PKGS python3 qemu-system-x86 valgrind
 
