@@ -131,6 +131,9 @@ static void parse_options(int argc, char **argv, options *o)
         fprintf(stderr, "qstatsd: unexpected argument '%s'\n", argv[optind]);
         exit(1);
     }
+    if (!o->nqmp && !o->nhmp && !o->metrics)
+        fputs("qstatsd: no --qmp, --hmp or --metrics given: nobody can ask for the "
+              "statistics (see --help)\n", stderr);
 }
 
 /* A 1024-vCPU VM needs ~3 fds per vCPU; the usual soft limit is 1024. */
