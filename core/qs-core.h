@@ -203,10 +203,13 @@ void qs_results_truncate(qs_results *r, size_t nres);
 
 /* ---- filters ----------------------------------------------------------- */
 
-/* A list of strings; a NULL qs_strlist pointer means "no filter". */
+/* A list of strings; a NULL qs_strlist pointer means "no filter".  The
+ * registry sorts long lists once per query (sorted = true) so that lookups
+ * stay cheap however many names a request carries. */
 typedef struct qs_strlist {
     size_t n;
     const char *const *v;
+    bool sorted;
 } qs_strlist;
 
 /* true when l is NULL or contains s exactly (QEMU's apply_str_list_filter) */
@@ -248,6 +251,13 @@ qs_provider_entry *qs_registry_add(qs_registry *reg, qs_provider provider,
                                    qs_stats_fn stats_fn, qs_schemas_fn schemas_fn,
                                    void *opaque);
 void qs_registry_remove(qs_registry *reg, qs_provider_entry *entry);
+
+/* A query whose results would exceed these fails instead of exhausting
+ * memory (QEMU has no limit: a request repeating a provider 100000 times
+ * would need gigabytes).  Far above any real VM: 1024 vCPUs x 47 stats is
+ * 48128 stats and 147456 words. */
+#define QS_QUERY_MAX_STATS (4u << 20)
+#define QS_QUERY_MAX_WORDS (16u << 20)
 
 /* QEMU's qmp_query_stats: on error `out` is left empty. */
 bool qs_registry_query_stats(qs_registry *reg, const qs_filter *f,

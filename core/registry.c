@@ -62,14 +62,40 @@ void qs_registry_remove(qs_registry *reg, qs_provider_entry *entry)
     }
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 bool qs_strlist_match(const qs_strlist *l, const char *s)
 {
     if (!l)
         return true;
+    if (l->sorted)
+        return bsearch(&s, l->v, l->n, sizeof(*l->v), cmp_str) != NULL;
     for (size_t i = 0; i < l->n; i++)
         if (strcmp(l->v[i], s) == 0)
             return true;
     return false;
+}
+
+#define SORT_MIN 16     /* shorter lists are searched as they are */
+
+/* A sorted copy of a long list (the caller frees its v); short ones as is. */
+static qs_strlist prepared(const qs_strlist *l)
+{
+    if (l->n < SORT_MIN || l->sorted)
+        return *l;
+    const char **v = qs_malloc(l->n * sizeof(*v));
+    memcpy(v, l->v, l->n * sizeof(*v));
+    qsort(v, l->n, sizeof(*v), cmp_str);
+    return (qs_strlist){ .n = l->n, .v = v, .sorted = true };
+}
+
+static void release(const qs_strlist *orig, qs_strlist *l)
+{
+    if (l->v != orig->v)
+        free((void *)l->v);
 }
 
 /* One callback invocation for an optional request: "empty list" cuts the
@@ -94,25 +120,60 @@ static bool invoke(const qs_provider_entry *e, const qs_filter *f,
     return e->stats_fn(e->opaque, out, f->target, names, targets, errp);
 }
 
-bool qs_registry_query_stats(qs_registry *reg, const qs_filter *f,
-                             qs_results *out, qs_error **errp)
+static bool too_large(const qs_results *out, qs_error **errp)
 {
-    qs_results_reset(out);
+    if (out->nstats <= QS_QUERY_MAX_STATS && out->narena <= QS_QUERY_MAX_WORDS)
+        return false;
+    qs_error_setg(errp, "query-stats: the reply would hold more than %u statistics "
+                  "or %u values; ask for fewer providers or names", QS_QUERY_MAX_STATS,
+                  QS_QUERY_MAX_WORDS);
+    return true;
+}
+
+static bool run_providers(qs_registry *reg, const qs_filter *f, qs_results *out,
+                          qs_error **errp)
+{
     for (const qs_provider_entry *e = reg->head; e; e = e->next) {
         bool ok = true;
         if (f->has_providers) {
             for (size_t i = 0; ok && i < f->nproviders; i++)
-                ok = invoke(e, f, &f->providers[i], out, errp);
+                ok = invoke(e, f, &f->providers[i], out, errp) && !too_large(out, errp);
         } else {
-            ok = invoke(e, f, NULL, out, errp);
+            ok = invoke(e, f, NULL, out, errp) && !too_large(out, errp);
         }
-        if (!ok) {
-            /* No partial results: one failure fails the whole query. */
-            qs_results_reset(out);
+        if (!ok)
             return false;
-        }
     }
     return true;
+}
+
+bool qs_registry_query_stats(qs_registry *reg, const qs_filter *f,
+                             qs_results *out, qs_error **errp)
+{
+    qs_filter pf = *f;
+    qs_stats_request *reqs = NULL;
+    size_t n = f->has_providers ? f->nproviders : 0;
+
+    if (n) {
+        reqs = qs_malloc(n * sizeof(*reqs));
+        for (size_t i = 0; i < n; i++) {
+            reqs[i] = f->providers[i];
+            reqs[i].names = prepared(&f->providers[i].names);
+        }
+        pf.providers = reqs;
+    }
+    pf.vcpus = prepared(&f->vcpus);
+
+    qs_results_reset(out);
+    bool ok = run_providers(reg, &pf, out, errp);
+    if (!ok)
+        qs_results_reset(out);   /* no partial results: one failure fails all */
+
+    release(&f->vcpus, &pf.vcpus);
+    for (size_t i = 0; i < n; i++)
+        release(&f->providers[i].names, &reqs[i].names);
+    free(reqs);
+    return ok;
 }
 
 bool qs_registry_query_schemas(qs_registry *reg, int provider,

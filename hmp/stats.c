@@ -28,7 +28,7 @@ static void build_filter(qs_hmp_monitor *m, stats_query *q, qs_target target,
         q->cpu = qs_hmp_current_cpu(m);
         q->vcpu[0] = q->cpu;
         q->f.has_vcpus = true;
-        q->f.vcpus = (qs_strlist){ q->cpu ? 1 : 0, q->vcpu };
+        q->f.vcpus = (qs_strlist){ .n = q->cpu ? 1 : 0, .v = q->vcpu };
     }
     if (!names && provider < 0)
         return;

@@ -518,17 +518,17 @@ static void test_provider_applies_names_filter(void **state)
     qs_results r;
     qs_results_init(&r);
     const char *one[] = { "total-memory", "stat-free-memory" };
-    qs_strlist l = { 2, one };
+    qs_strlist l = { .n = 2, .v = one };
     query(f, QS_TARGET_VM, &l, &r);
     assert_int_equal(r.nres, 1);
     assert_int_equal(r.res[0].count, 1);
     assert_string_equal(r.stats[r.res[0].first].desc->name, "total-memory");
     const char *none[] = { "swap-in" };             /* known but unset */
-    l = (qs_strlist){ 1, none };
+    l = (qs_strlist){ .n = 1, .v = none };
     query(f, QS_TARGET_VM, &l, &r);
     assert_int_equal(r.nres, 0);
     const char *lu[] = { "last-update" };
-    l = (qs_strlist){ 1, lu };
+    l = (qs_strlist){ .n = 1, .v = lu };
     query(f, QS_TARGET_VM, &l, &r);
     assert_int_equal(r.nres, 1);
     assert_int_equal(r.res[0].count, 1);

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -182,10 +183,51 @@ static void vcpu_filter_empty_gives_nothing_and_exact_paths_match(void **state)
     assert_int_equal(c->kvm.calls, 0);
 
     const char *paths[] = { "/machine/unattached/device[1]", "device[0]" };
-    f.vcpus = (qs_strlist){ 2, paths };
+    f.vcpus = (qs_strlist){ .n = 2, .v = paths };
     assert_true(query(c, &f));
     assert_int_equal(c->r.nres, 2);        /* one per provider; partial path ignored */
     assert_string_equal(c->r.res[0].qom_path, vcpu_paths[1]);
+}
+
+static void long_name_lists_match_exactly_like_short_ones(void **state)
+{
+    ctx *c = *state;
+    const char *names[40];
+    char buf[40][16];
+    for (int i = 0; i < 40; i++) {                 /* decoys around the real names */
+        snprintf(buf[i], sizeof(buf[i]), "zz%02d", 39 - i);
+        names[i] = buf[i];
+    }
+    names[7] = "hist";
+    names[30] = "exits";
+    qs_stats_request reqs[] = { { .provider = QS_PROVIDER_KVM, .has_names = true,
+                                  .names = { .n = 40, .v = names } } };
+    qs_filter f = { .target = QS_TARGET_VCPU, .has_providers = true, .nproviders = 1,
+                    .providers = reqs };
+    assert_true(query(c, &f));
+    assert_int_equal(c->r.nres, 2);
+    assert_int_equal(c->r.res[0].count, 2);
+    assert_string_equal(c->r.stats[0].desc->name, "exits");   /* descriptor order kept */
+    assert_string_equal(c->r.stats[1].desc->name, "hist");
+    assert_string_equal(names[7], "hist");                    /* the caller's list untouched */
+}
+
+static void a_query_too_large_for_memory_fails_cleanly(void **state)
+{
+    ctx *c = *state;
+    size_t n = QS_QUERY_MAX_STATS / 4 + 1;          /* 2 vCPUs x 3 stats per request */
+    qs_stats_request *reqs = calloc(n, sizeof(*reqs));
+    for (size_t i = 0; i < n; i++)
+        reqs[i].provider = QS_PROVIDER_KVM;
+    qs_filter f = { .target = QS_TARGET_VCPU, .has_providers = true, .nproviders = n,
+                    .providers = reqs };
+    qs_error *err = NULL;
+    assert_false(qs_registry_query_stats(c->reg, &f, &c->r, &err));
+    assert_non_null(strstr(err->msg, "ask for fewer providers or names"));
+    assert_int_equal(c->r.nres, 0);
+    assert_true(c->kvm.calls < (int)n);              /* stopped early */
+    qs_error_free(err);
+    free(reqs);
 }
 
 static void failing_provider_discards_all_results(void **state)
@@ -378,6 +420,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(empty_names_yield_nothing_and_absent_names_everything, setup, teardown),
         cmocka_unit_test_setup_teardown(unknown_names_drop_the_whole_result, setup, teardown),
         cmocka_unit_test_setup_teardown(vcpu_filter_empty_gives_nothing_and_exact_paths_match, setup, teardown),
+        cmocka_unit_test_setup_teardown(long_name_lists_match_exactly_like_short_ones, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_query_too_large_for_memory_fails_cleanly, setup, teardown),
         cmocka_unit_test_setup_teardown(failing_provider_discards_all_results, setup, teardown),
         cmocka_unit_test_setup_teardown(schemas_filter_by_provider, setup, teardown),
         cmocka_unit_test(json_writer_emits_exact_u64_and_qemu_separators),
