@@ -54,6 +54,30 @@ bad:
     return false;
 }
 
+/* Binds and listens at sa's path.  Where the name allows it, the socket is
+ * made under "PATH.new" and renamed into place once it listens, so a
+ * client that waits for PATH to appear never finds a socket that refuses
+ * connections.  Created 0600: no window in which others could connect. */
+static bool bind_listening(int fd, struct sockaddr_un *sa, const char *path)
+{
+    struct sockaddr_un tmp = *sa;
+    bool staged = strlen(path) + 4 < sizeof(tmp.sun_path);
+    if (staged) {
+        strcat(tmp.sun_path, ".new");
+        unlink(tmp.sun_path);
+    }
+    mode_t old = umask(0177);
+    int r = bind(fd, (struct sockaddr *)(staged ? &tmp : sa), sizeof(tmp));
+    umask(old);
+    if (r == 0 && listen(fd, BACKLOG) == 0 && (!staged || rename(tmp.sun_path, path) == 0))
+        return true;
+    int e = errno;
+    if (r == 0 && staged)
+        unlink(tmp.sun_path);
+    errno = e;
+    return false;
+}
+
 int qs_listen_unix(const char *path, qs_error **errp)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -85,10 +109,7 @@ int qs_listen_unix(const char *path, qs_error **errp)
         }
         unlink(path);
     }
-    mode_t old = umask(0177);          /* created 0600: no window for others */
-    int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-    umask(old);
-    if (r < 0 || listen(fd, BACKLOG) < 0) {
+    if (!bind_listening(fd, &sa, path)) {
         qs_error_setg(errp, "Failed to bind socket to %s: %s", path, strerror(errno));
         close(fd);
         return -1;
