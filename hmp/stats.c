@@ -44,7 +44,7 @@ static void build_filter(qs_hmp_monitor *m, stats_query *q, qs_target target,
         q->req[q->f.nproviders++] = (qs_stats_request){
             .provider = (qs_provider)p,
             .has_names = has_names,
-            .names = { nnames, (const char *const *)q->names },
+            .names = { .n = nnames, .v = (const char *const *)q->names },
         };
     }
 }

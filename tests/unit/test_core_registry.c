@@ -152,8 +152,8 @@ static void empty_names_yield_nothing_and_absent_names_everything(void **state)
     ctx *c = *state;
     const char *names[] = { "flushes", "no_such_stat" };
     qs_stats_request reqs[] = {
-        { .provider = QS_PROVIDER_KVM, .has_names = true, .names = { 0, NULL } },
-        { .provider = QS_PROVIDER_BALLOON, .has_names = true, .names = { 2, names } },
+        { .provider = QS_PROVIDER_KVM, .has_names = true, .names = { .n = 0, .v = NULL } },
+        { .provider = QS_PROVIDER_BALLOON, .has_names = true, .names = { .n = 2, .v = names } },
     };
     qs_filter f = { .target = QS_TARGET_VM, .has_providers = true, .nproviders = 2, .providers = reqs };
     assert_true(query(c, &f));
@@ -168,7 +168,7 @@ static void unknown_names_drop_the_whole_result(void **state)
 {
     ctx *c = *state;
     const char *names[] = { "nope" };
-    qs_stats_request reqs[] = { { .provider = QS_PROVIDER_KVM, .has_names = true, .names = { 1, names } } };
+    qs_stats_request reqs[] = { { .provider = QS_PROVIDER_KVM, .has_names = true, .names = { .n = 1, .v = names } } };
     qs_filter f = { .target = QS_TARGET_VCPU, .has_providers = true, .nproviders = 1, .providers = reqs };
     assert_true(query(c, &f));
     assert_int_equal(c->r.nres, 0);
@@ -177,7 +177,7 @@ static void unknown_names_drop_the_whole_result(void **state)
 static void vcpu_filter_empty_gives_nothing_and_exact_paths_match(void **state)
 {
     ctx *c = *state;
-    qs_filter f = { .target = QS_TARGET_VCPU, .has_vcpus = true, .vcpus = { 0, NULL } };
+    qs_filter f = { .target = QS_TARGET_VCPU, .has_vcpus = true, .vcpus = { .n = 0, .v = NULL } };
     assert_true(query(c, &f));
     assert_int_equal(c->r.nres, 0);
     assert_int_equal(c->kvm.calls, 0);
