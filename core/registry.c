@@ -152,8 +152,13 @@ bool qs_registry_query_stats(qs_registry *reg, const qs_filter *f,
 {
     qs_filter pf = *f;
     qs_stats_request *reqs = NULL;
-    size_t n = f->has_providers ? f->nproviders : 0;
+    size_t n = 0;
 
+    /* Copy the requests only when a name list needs sorting: the common
+     * query allocates nothing here. */
+    for (size_t i = 0; f->has_providers && i < f->nproviders && !n; i++)
+        if (f->providers[i].names.n >= SORT_MIN && !f->providers[i].names.sorted)
+            n = f->nproviders;
     if (n) {
         reqs = qs_malloc(n * sizeof(*reqs));
         for (size_t i = 0; i < n; i++) {

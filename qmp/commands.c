@@ -16,11 +16,6 @@
 
 #define DUMP_FLAGS (JSON_ENCODE_ANY | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER)
 
-static const char *arg_str(const json_t *args, const char *key)
-{
-    return json_string_value(json_object_get(args, key));
-}
-
 static void put_json(qs_jw *ret, const json_t *v)
 {
     char *s = json_dumps(v, DUMP_FLAGS);
@@ -43,8 +38,7 @@ static bool cmd_qmp_capabilities(qs_qmp_session *s, const json_t *args, qs_jw *r
         return false;
     }
     s->negotiated = true;
-    qs_jw_begin_object(ret);
-    qs_jw_end_object(ret);
+    qs_qmp_return_empty(ret);
     return true;
 }
 
@@ -100,8 +94,7 @@ static bool cmd_query_name(qs_qmp_session *s, const json_t *args, qs_jw *ret,
 static bool cmd_quit(qs_qmp_session *s, const json_t *args, qs_jw *ret, qs_error **errp)
 {
     qs_qmp_request_quit(s);
-    qs_jw_begin_object(ret);
-    qs_jw_end_object(ret);
+    qs_qmp_return_empty(ret);
     return true;
 }
 
@@ -188,7 +181,7 @@ static bool cmd_query_stats(qs_qmp_session *s, const json_t *args, qs_jw *ret,
     /* On the heap: np is the client's to choose (millions fit in 64 MiB). */
     const char ***lists = qs_calloc(np + 1, sizeof(*lists));
     qs_filter f = {
-        .target = qs_target_lookup(arg_str(args, "target")),
+        .target = qs_target_lookup(qs_qmp_arg_str(args, "target")),
         .has_providers = providers != NULL,
         .nproviders = np,
         .providers = reqs,
@@ -197,7 +190,7 @@ static bool cmd_query_stats(qs_qmp_session *s, const json_t *args, qs_jw *ret,
     for (size_t i = 0; i < np; i++) {
         const json_t *req = json_array_get(providers, i);
         const json_t *names = json_object_get(req, "names");
-        reqs[i].provider = qs_provider_lookup(arg_str(req, "provider"));
+        reqs[i].provider = qs_provider_lookup(qs_qmp_arg_str(req, "provider"));
         reqs[i].has_names = names != NULL;
         lists[i] = strlist_of(names, &reqs[i].names);
     }
@@ -242,7 +235,7 @@ static bool cmd_query_stats_schemas(qs_qmp_session *s, const json_t *args, qs_jw
                                     qs_error **errp)
 {
     qs_qmp *q = s->server;
-    const char *prov = arg_str(args, "provider");
+    const char *prov = qs_qmp_arg_str(args, "provider");
     if (!qs_registry_query_schemas(q->cfg.reg, prov ? qs_provider_lookup(prov) : -1,
                                    &q->schemas, errp))
         return false;
@@ -272,7 +265,7 @@ static bool cmd_qom_list(qs_qmp_session *s, const json_t *args, qs_jw *ret,
 {
     qs_prop_info *props;
     size_t n;
-    if (!qs_registry_qom_list(s->server->cfg.reg, arg_str(args, "path"), &props, &n, errp))
+    if (!qs_registry_qom_list(s->server->cfg.reg, qs_qmp_arg_str(args, "path"), &props, &n, errp))
         return false;
     qs_jw_begin_array(ret);
     for (size_t i = 0; i < n; i++) {
@@ -291,8 +284,8 @@ static bool cmd_qom_list(qs_qmp_session *s, const json_t *args, qs_jw *ret,
 static bool cmd_qom_get(qs_qmp_session *s, const json_t *args, qs_jw *ret,
                         qs_error **errp)
 {
-    return qs_registry_qom_get(s->server->cfg.reg, arg_str(args, "path"),
-                               arg_str(args, "property"), ret, errp);
+    return qs_registry_qom_get(s->server->cfg.reg, qs_qmp_arg_str(args, "path"),
+                               qs_qmp_arg_str(args, "property"), ret, errp);
 }
 
 static void input_of(const json_t *v, qs_input *in)
@@ -314,11 +307,10 @@ static bool cmd_qom_set(qs_qmp_session *s, const json_t *args, qs_jw *ret,
 {
     qs_input in;
     input_of(json_object_get(args, "value"), &in);
-    if (!qs_registry_qom_set(s->server->cfg.reg, arg_str(args, "path"),
-                             arg_str(args, "property"), &in, errp))
+    if (!qs_registry_qom_set(s->server->cfg.reg, qs_qmp_arg_str(args, "path"),
+                             qs_qmp_arg_str(args, "property"), &in, errp))
         return false;
-    qs_jw_begin_object(ret);
-    qs_jw_end_object(ret);
+    qs_qmp_return_empty(ret);
     return true;
 }
 
@@ -343,7 +335,7 @@ static bool cmd_human_monitor_command(qs_qmp_session *s, const json_t *args, qs_
     }
     qs_buf out;
     qs_buf_init(&out);
-    qs_hmp_execute(m, arg_str(args, "command-line"), &out);
+    qs_hmp_execute(m, qs_qmp_arg_str(args, "command-line"), &out);
     qs_jw_str(ret, out.data ? out.data : "");
     qs_buf_free(&out);
     qs_hmp_monitor_free(m);

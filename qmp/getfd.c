@@ -13,11 +13,6 @@
 #include "internal.h"
 #include "qs-kvm.h"
 
-static const char *arg_str(const json_t *args, const char *key)
-{
-    return json_string_value(json_object_get(args, key));
-}
-
 static ssize_t find_named(const qs_qmp_session *s, const char *name)
 {
     for (size_t i = 0; i < s->nfds; i++)
@@ -40,15 +35,9 @@ static int take_named(qs_qmp_session *s, const char *name, qs_error **errp)
     return fd;
 }
 
-static void empty_return(qs_jw *ret)
-{
-    qs_jw_begin_object(ret);
-    qs_jw_end_object(ret);
-}
-
 bool qs_qmp_cmd_getfd(qs_qmp_session *s, const json_t *args, qs_jw *ret, qs_error **errp)
 {
-    const char *name = arg_str(args, "fdname");
+    const char *name = qs_qmp_arg_str(args, "fdname");
     if (!s->is_unix) {
         qs_error_setg(errp, "No file descriptor supplied via SCM_RIGHTS "
                       "(file descriptors can only be passed over a unix socket)");
@@ -72,26 +61,26 @@ bool qs_qmp_cmd_getfd(qs_qmp_session *s, const json_t *args, qs_jw *ret, qs_erro
         s->fds = qs_realloc(s->fds, (s->nfds + 1) * sizeof(*s->fds));
         s->fds[s->nfds++] = (qs_named_fd){ .name = qs_strdup(name), .fd = fd };
     }
-    empty_return(ret);
+    qs_qmp_return_empty(ret);
     return true;
 }
 
 bool qs_qmp_cmd_closefd(qs_qmp_session *s, const json_t *args, qs_jw *ret, qs_error **errp)
 {
-    int fd = take_named(s, arg_str(args, "fdname"), errp);
+    int fd = take_named(s, qs_qmp_arg_str(args, "fdname"), errp);
     if (fd < 0)
         return false;
     close(fd);
-    empty_return(ret);
+    qs_qmp_return_empty(ret);
     return true;
 }
 
 static bool check_stats_fd_args(qs_qmp_session *s, const json_t *args, qs_target *target,
                                 qs_error **errp)
 {
-    const char *prov = arg_str(args, "provider");
-    const char *path = arg_str(args, "qom-path");
-    *target = qs_target_lookup(arg_str(args, "target"));
+    const char *prov = qs_qmp_arg_str(args, "provider");
+    const char *path = qs_qmp_arg_str(args, "qom-path");
+    *target = qs_target_lookup(qs_qmp_arg_str(args, "target"));
     if (!s->server->cfg.kvm) {
         qs_error_setg(errp, "The kvm provider is not available");
         return false;
@@ -121,18 +110,18 @@ bool qs_qmp_cmd_add_stats_fd(qs_qmp_session *s, const json_t *args, qs_jw *ret,
     qs_target target;
     if (!check_stats_fd_args(s, args, &target, errp))
         return false;
-    int fd = take_named(s, arg_str(args, "fdname"), errp);
+    int fd = take_named(s, qs_qmp_arg_str(args, "fdname"), errp);
     if (fd < 0)
         return false;
     qs_kvm_provider *kvm = s->server->cfg.kvm;
     bool ok = target == QS_TARGET_VM
         ? qs_kvm_provider_set_vm(kvm, fd, errp)
-        : qs_kvm_provider_add_vcpu(kvm, arg_str(args, "qom-path"), fd, errp);
+        : qs_kvm_provider_add_vcpu(kvm, qs_qmp_arg_str(args, "qom-path"), fd, errp);
     if (!ok) {
         close(fd);               /* refused: the fd is not kept anywhere */
         return false;
     }
-    empty_return(ret);
+    qs_qmp_return_empty(ret);
     return true;
 }
 
@@ -145,8 +134,8 @@ bool qs_qmp_cmd_remove_stats_fd(qs_qmp_session *s, const json_t *args, qs_jw *re
     qs_kvm_provider *kvm = s->server->cfg.kvm;
     bool ok = target == QS_TARGET_VM
         ? qs_kvm_provider_remove_vm(kvm, errp)
-        : qs_kvm_provider_remove_vcpu(kvm, arg_str(args, "qom-path"), errp);
+        : qs_kvm_provider_remove_vcpu(kvm, qs_qmp_arg_str(args, "qom-path"), errp);
     if (ok)
-        empty_return(ret);
+        qs_qmp_return_empty(ret);
     return ok;
 }

@@ -95,6 +95,19 @@ typedef bool (*qs_qmp_cmd_fn)(qs_qmp_session *s, const json_t *args, qs_jw *ret,
                               qs_error **errp);
 qs_qmp_cmd_fn qs_qmp_find_handler(const char *name);
 
+/* A string argument (validated already; NULL when an optional one is absent). */
+static inline const char *qs_qmp_arg_str(const json_t *args, const char *key)
+{
+    return json_string_value(json_object_get(args, key));
+}
+
+/* The {} that commands without a value return. */
+static inline void qs_qmp_return_empty(qs_jw *ret)
+{
+    qs_jw_begin_object(ret);
+    qs_jw_end_object(ret);
+}
+
 /* protocol.c */
 void qs_qmp_session_handle_text(qs_qmp_session *s, const char *text, size_t len,
                                 const char *error);
