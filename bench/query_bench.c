@@ -116,14 +116,14 @@ static int open_fixture(const char *name)
 static void add_vcpus(bench_env *e, bool fixtures)
 {
     qs_error *err = NULL;
-    int fd = fixtures ? open_fixture("kvm-binary-stats-vm.bin")
+    int fd = fixtures ? open_fixture("recorded-linux-6.18/vm.bin")
                       : qs_microvm_vm_stats_fd(e->vm, &err);
     if (fd < 0 || !qs_kvm_provider_set_vm(e->kvm, fd, &err))
         die("VM stats fd", err);
     for (unsigned i = 0; i < e->nvcpus; i++) {
         char path[64];
         snprintf(path, sizeof(path), "/machine/unattached/device[%u]", i);
-        fd = fixtures ? open_fixture("kvm-binary-stats-vcpu0.bin")
+        fd = fixtures ? open_fixture("recorded-linux-6.18/vcpu0.bin")
                       : qs_microvm_vcpu_stats_fd(e->vm, i, &err);
         if (fd < 0 || !qs_kvm_provider_add_vcpu(e->kvm, path, fd, &err))
             die("vCPU stats fd", err);

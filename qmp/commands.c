@@ -91,6 +91,19 @@ static bool cmd_query_name(qs_qmp_session *s, const json_t *args, qs_jw *ret,
     return true;
 }
 
+/* A statistics daemon is always running; clients such as libvirt and
+ * go-qemu check this on connect.  Key order is QEMU 7.2's output. */
+static bool cmd_query_status(qs_qmp_session *s, const json_t *args, qs_jw *ret,
+                             qs_error **errp)
+{
+    qs_jw_begin_object(ret);
+    qs_jw_key(ret, "status"); qs_jw_str(ret, "running");
+    qs_jw_key(ret, "singlestep"); qs_jw_bool(ret, false);
+    qs_jw_key(ret, "running"); qs_jw_bool(ret, true);
+    qs_jw_end_object(ret);
+    return true;
+}
+
 static bool cmd_quit(qs_qmp_session *s, const json_t *args, qs_jw *ret, qs_error **errp)
 {
     qs_qmp_request_quit(s);
@@ -381,6 +394,7 @@ static const struct {
     { "qom-set", cmd_qom_set },
     { "human-monitor-command", cmd_human_monitor_command },
     { "query-balloon", cmd_query_balloon },
+    { "query-status", cmd_query_status },
     { "getfd", qs_qmp_cmd_getfd },
     { "closefd", qs_qmp_cmd_closefd },
     { "add-stats-fd", qs_qmp_cmd_add_stats_fd },

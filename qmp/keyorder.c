@@ -199,23 +199,34 @@ static int qdict_pos_cmp(const void *a, const void *b)
     return x->index > y->index ? -1 : x->index < y->index;   /* newest first */
 }
 
+void qs_qapi_qdict_order(const char *const *names, size_t n, size_t *order)
+{
+    qdict_pos *pos = qs_calloc(n ? n : 1, sizeof(*pos));
+
+    for (size_t i = 0; i < n; i++) {
+        pos[i].bucket = qdict_bucket(names[i]);
+        pos[i].index = i;
+    }
+    qsort(pos, n, sizeof(*pos), qdict_pos_cmp);
+    for (size_t i = 0; i < n; i++) {
+        order[i] = pos[i].index;
+    }
+    free(pos);
+}
+
 /* names: the struct's keys in JSON order; consumed: indexes of the keys
  * the members took, in visiting order.  Returns the index QEMU reports. */
 size_t qs_qapi_unexpected_key(const char *const *names, size_t n,
                              const size_t *consumed, size_t nconsumed)
 {
     gh_sim g = { .names = names };
-    qdict_pos *order = qs_calloc(n, sizeof(*order));
+    size_t *order = qs_calloc(n ? n : 1, sizeof(*order));
     size_t found = SIZE_MAX;
 
-    for (size_t i = 0; i < n; i++) {
-        order[i].bucket = qdict_bucket(names[i]);
-        order[i].index = i;
-    }
-    qsort(order, n, sizeof(*order), qdict_pos_cmp);
+    qs_qapi_qdict_order(names, n, order);
     gh_set_shift(&g, GH_MIN_SHIFT);
     for (size_t i = 0; i < n; i++) {
-        gh_insert(&g, order[i].index);
+        gh_insert(&g, order[i]);
     }
     for (size_t i = 0; i < nconsumed; i++) {
         gh_remove(&g, consumed[i]);

@@ -55,48 +55,56 @@ static void reply_parse_error(qs_qmp_session *s, const char *text, size_t len,
     reply_error(s, NULL, err);
 }
 
-/* The request envelope, checked as QEMU's qmp_dispatch does. */
-static const char *check_envelope(const json_t *req, bool *oob, qs_error **errp)
+/* One envelope member, as QEMU's qmp_dispatch_check_obj judges it.  OOB is
+ * never negotiated here, so "exec-oob" is an unexpected member like any
+ * other (QEMU without OOB says the same). */
+static bool check_member(const char *key, const json_t *val, const char **exec,
+                         qs_error **errp)
 {
-    const json_t *exec = json_object_get(req, "execute");
-    const json_t *exec_oob = json_object_get(req, "exec-oob");
-    const json_t *args = json_object_get(req, "arguments");
-    const char *key;
-    json_t *val;
-
-    json_object_foreach((json_t *)req, key, val) {
-        if (strcmp(key, "execute") && strcmp(key, "exec-oob") &&
-            strcmp(key, "arguments") && strcmp(key, "id")) {
-            qs_error_setg(errp, "QMP input member '%s' is unexpected", key);
-            return NULL;
+    if (strcmp(key, "execute") == 0) {
+        if (!json_is_string(val)) {
+            qs_error_setg(errp, "QMP input member 'execute' must be a string");
+            return false;
         }
+        *exec = json_string_value(val);
+        return true;
     }
-    if (exec && !json_is_string(exec)) {
-        qs_error_setg(errp, "QMP input member 'execute' must be a string");
-        return NULL;
-    }
-    if (exec_oob && !json_is_string(exec_oob)) {
-        qs_error_setg(errp, "QMP input member 'exec-oob' must be a string");
-        return NULL;
-    }
-    if (exec && exec_oob) {
-        qs_error_setg(errp, "QMP input member 'execute' clashes with 'exec-oob'");
-        return NULL;
-    }
-    if (!exec && !exec_oob) {
-        qs_error_setg(errp, "QMP input lacks member 'execute'");
-        return NULL;
-    }
-    if (args && !json_is_object(args)) {
+    if (strcmp(key, "arguments") == 0 && !json_is_object(val)) {
         qs_error_setg(errp, "QMP input member 'arguments' must be an object");
-        return NULL;
+        return false;
     }
-    *oob = exec_oob != NULL;
-    return json_string_value(exec ? exec : exec_oob);
+    if (strcmp(key, "arguments") && strcmp(key, "id")) {
+        qs_error_setg(errp, "QMP input member '%s' is unexpected", key);
+        return false;
+    }
+    return true;
 }
 
-static bool dispatch(qs_qmp_session *s, const char *name, bool oob,
-                     const json_t *args, qs_error **errp)
+/* The request envelope: members visited in QEMU's QDict order, so that a
+ * request with several faults gets the error QEMU reports first. */
+static const char *check_envelope(const json_t *req, qs_error **errp)
+{
+    size_t n = json_object_size(req), k = 0;
+    const char **keys = qs_calloc(n ? n : 1, sizeof(*keys));
+    size_t *order = qs_calloc(n ? n : 1, sizeof(*order));
+    const char *key, *exec = NULL;
+    json_t *val;
+    bool ok = true;
+
+    json_object_foreach((json_t *)req, key, val)
+        keys[k++] = key;
+    qs_qapi_qdict_order(keys, n, order);
+    for (k = 0; ok && k < n; k++)
+        ok = check_member(keys[order[k]], json_object_get(req, keys[order[k]]), &exec, errp);
+    free(keys);
+    free(order);
+    if (ok && !exec)
+        qs_error_setg(errp, "QMP input lacks member 'execute'");
+    return ok ? exec : NULL;
+}
+
+static bool dispatch(qs_qmp_session *s, const char *name, const json_t *args,
+                     qs_error **errp)
 {
     qs_qmp *q = s->server;
     qs_qmp_cmd_fn fn = qs_qapi_has_command(q->qapi, name) ? qs_qmp_find_handler(name) : NULL;
@@ -105,10 +113,6 @@ static bool dispatch(qs_qmp_session *s, const char *name, bool oob,
         qs_error_set(errp, QS_ERR_COMMAND_NOT_FOUND, !s->negotiated
                      ? "Expecting capabilities negotiation with 'qmp_capabilities'"
                      : "The command %s has not been found", name);
-        return false;
-    }
-    if (oob) {
-        qs_error_setg(errp, "The command %s does not support OOB", name);
         return false;
     }
     if (!qs_qapi_validate_args(q->qapi, name, args, errp))
@@ -130,7 +134,6 @@ static void handle_request(qs_qmp_session *s, const json_t *req)
 {
     qs_error *err = NULL;
     const json_t *id = json_is_object(req) ? json_object_get(req, "id") : NULL;
-    bool oob = false;
     const char *name;
 
     if (!json_is_object(req)) {
@@ -138,7 +141,7 @@ static void handle_request(qs_qmp_session *s, const json_t *req)
         reply_error(s, NULL, err);
         return;
     }
-    name = check_envelope(req, &oob, &err);
+    name = check_envelope(req, &err);
     if (!name) {
         reply_error(s, id, err);
         return;
@@ -147,7 +150,7 @@ static void handle_request(qs_qmp_session *s, const json_t *req)
     const json_t *args = json_object_get(req, "arguments");
     if (!args)
         args = empty = json_object();
-    if (dispatch(s, name, oob, args, &err))
+    if (dispatch(s, name, args, &err))
         put_id_and_end(&s->out, id);
     else
         reply_error(s, id, err);

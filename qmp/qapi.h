@@ -34,6 +34,9 @@ bool qs_qapi_validate_args(const qs_qapi *s, const char *command,
 /* keyorder.c: of a struct's keys (JSON order) after the members consumed
  * theirs (in visiting order), the index of the unexpected key QEMU names
  * first: an accident of GLib's hash tables, reproduced. */
+/* keyorder.c: the order in which QEMU's QDict iterates these keys (JSON
+ * order in names): order[k] is the index of the k-th key visited. */
+void qs_qapi_qdict_order(const char *const *names, size_t n, size_t *order);
 size_t qs_qapi_unexpected_key(const char *const *names, size_t n,
                               const size_t *consumed, size_t nconsumed);
 

@@ -31,7 +31,9 @@ typedef struct options {
     const char *balloon;
     const char *metrics;
     const char *name;
+    const char *recorded;
     unsigned vcpus;
+    bool vcpus_given;
     bool no_vm;
     bool allow_remote;
 } options;
@@ -62,6 +64,8 @@ static void usage(FILE *f)
           "  --hmp stdio|unix:PATH          human monitor (repeatable)\n"
           "  --vcpus N                      vCPUs of the built-in micro-VM (default 2)\n"
           "  --no-vm                        no built-in VM; KVM stats only from add-stats-fd\n"
+          "  --recorded DIR                 no built-in VM; KVM stats from the recorded files\n"
+          "                                 DIR/vm.bin, DIR/vcpu0.bin ... (read on every query)\n"
           "  --balloon unix:PATH|vsock:PORT balloon stats channel for a guest agent\n"
           "  --metrics HOST:PORT            OpenMetrics endpoint at /metrics\n"
           "  --name NAME                    VM name (query-name, metrics label vm)\n"
@@ -99,11 +103,12 @@ static unsigned parse_vcpus(const char *s)
 
 static void parse_options(int argc, char **argv, options *o)
 {
-    enum { O_QMP = 256, O_HMP, O_VCPUS, O_NOVM, O_BALLOON, O_METRICS, O_NAME,
-           O_REMOTE, O_HELP, O_VERSION };
+    enum { O_QMP = 256, O_HMP, O_VCPUS, O_NOVM, O_RECORDED, O_BALLOON, O_METRICS,
+           O_NAME, O_REMOTE, O_HELP, O_VERSION };
     static const struct option longopts[] = {
         { "qmp", required_argument, 0, O_QMP }, { "hmp", required_argument, 0, O_HMP },
         { "vcpus", required_argument, 0, O_VCPUS }, { "no-vm", no_argument, 0, O_NOVM },
+        { "recorded", required_argument, 0, O_RECORDED },
         { "balloon", required_argument, 0, O_BALLOON },
         { "metrics", required_argument, 0, O_METRICS }, { "name", required_argument, 0, O_NAME },
         { "allow-remote", no_argument, 0, O_REMOTE }, { "help", no_argument, 0, O_HELP },
@@ -116,8 +121,9 @@ static void parse_options(int argc, char **argv, options *o)
         switch (c) {
         case O_QMP: if (o->nqmp < MAX_LISTENERS) o->qmp[o->nqmp++] = optarg; break;
         case O_HMP: if (o->nhmp < MAX_LISTENERS) o->hmp[o->nhmp++] = optarg; break;
-        case O_VCPUS: o->vcpus = parse_vcpus(optarg); break;
+        case O_VCPUS: o->vcpus = parse_vcpus(optarg); o->vcpus_given = true; break;
         case O_NOVM: o->no_vm = true; break;
+        case O_RECORDED: o->recorded = optarg; break;
         case O_BALLOON: o->balloon = optarg; break;
         case O_METRICS: o->metrics = optarg; break;
         case O_NAME: o->name = optarg; break;
@@ -129,6 +135,11 @@ static void parse_options(int argc, char **argv, options *o)
     }
     if (optind < argc) {
         fprintf(stderr, "qstatsd: unexpected argument '%s'\n", argv[optind]);
+        exit(1);
+    }
+    if (o->recorded && (o->vcpus_given || o->no_vm)) {
+        fprintf(stderr, "qstatsd: --recorded replaces the built-in VM: it cannot be "
+                "combined with %s\n", o->no_vm ? "--no-vm" : "--vcpus");
         exit(1);
     }
     if (!o->nqmp && !o->nhmp && !o->metrics)
@@ -160,12 +171,22 @@ static void start_vm(qsd *d, unsigned vcpus)
     if (fd < 0 || !qs_kvm_provider_set_vm(d->kvm, fd, &err))
         die(d, "VM stats", err);
     for (unsigned i = 0; i < vcpus; i++) {
-        char path[64];
-        snprintf(path, sizeof(path), "/machine/unattached/device[%u]", i);
+        char path[QS_VCPU_PATH_MAX];
         fd = qs_microvm_vcpu_stats_fd(d->vm, i, &err);
-        if (fd < 0 || !qs_kvm_provider_add_vcpu(d->kvm, path, fd, &err))
+        if (fd < 0 || !qs_kvm_provider_add_vcpu(d->kvm, qs_vcpu_qom_path(i, path), fd, &err))
             die(d, "vCPU stats", err);
     }
+}
+
+/* A recorded VM stands in for the micro-VM; a bad recording is fatal. */
+static void start_recorded(qsd *d, const char *dir)
+{
+    qs_error *err = NULL;
+    unsigned n;
+    if (!qs_kvm_provider_add_recording(d->kvm, dir, &n, &err))
+        die(d, "--recorded", err);
+    fprintf(stderr, "qstatsd: recorded VM from %s: %u vCPUs (values change only "
+            "when the files are rewritten)\n", dir, n);
 }
 
 static void on_stop(uv_idle_t *h)
@@ -262,7 +283,9 @@ int main(int argc, char **argv)
 
     d.reg = qs_registry_new();
     d.kvm = qs_kvm_provider_new(d.reg);
-    if (!o.no_vm)
+    if (o.recorded)
+        start_recorded(&d, o.recorded);
+    else if (!o.no_vm)
         start_vm(&d, o.vcpus);
     start_servers(&d, &o);
 

@@ -6,6 +6,7 @@
  * the results arena; stats then point into it, so nothing is allocated per
  * stat and nothing is copied.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -202,6 +203,12 @@ bool qs_kvm_provider_remove_vcpu(qs_kvm_provider *p, const char *qom_path,
 }
 
 size_t qs_kvm_provider_vcpu_count(const qs_kvm_provider *p) { return p->nvcpus; }
+
+const char *qs_vcpu_qom_path(unsigned i, char buf[QS_VCPU_PATH_MAX])
+{
+    snprintf(buf, QS_VCPU_PATH_MAX, "/machine/unattached/device[%u]", i);
+    return buf;
+}
 
 const char *qs_kvm_provider_vcpu_path(const qs_kvm_provider *p, size_t i)
 {

@@ -8,6 +8,8 @@
  *                       pread of the data block per query.
  *   qs_kvm_provider     provider "kvm": one VM file and any number of vCPU
  *                       files, each under its QOM path.
+ *   recording           a VM recorded on a KVM host: DIR/vm.bin and
+ *                       DIR/vcpu0.bin ... served like live fds.
  *   qs_microvm          a real KVM VM with N halting vCPUs.
  */
 #ifndef QS_KVM_H
@@ -55,8 +57,23 @@ bool qs_kvm_provider_add_vcpu(qs_kvm_provider *p, const char *qom_path, int fd,
 bool qs_kvm_provider_remove_vcpu(qs_kvm_provider *p, const char *qom_path,
                                  qs_error **errp);
 size_t qs_kvm_provider_vcpu_count(const qs_kvm_provider *p);
+/* The QOM path of vCPU i as QEMU's x86 machines give it to cpu-index i:
+ * "/machine/unattached/device[i]", written into buf. */
+#define QS_VCPU_PATH_MAX 48
+const char *qs_vcpu_qom_path(unsigned i, char buf[QS_VCPU_PATH_MAX]);
 /* QOM path of the i-th registered vCPU (ascending registration order). */
 const char *qs_kvm_provider_vcpu_path(const qs_kvm_provider *p, size_t i);
+
+/* ---- recorded VM (recording.c) ---------------------------------------- */
+
+#define QS_RECORDING_MAX_VCPUS 4096
+
+/* Registers DIR/vm.bin and DIR/vcpu0.bin ... vcpuN-1.bin (contiguous), each
+ * validated like a handed-over fd, vCPU i at qs_vcpu_qom_path(i).  All or
+ * nothing: on failure nothing stays registered and *errp names the file and
+ * the broken rule. */
+bool qs_kvm_provider_add_recording(qs_kvm_provider *p, const char *dir,
+                                   unsigned *nvcpus, qs_error **errp);
 
 /* ---- micro-VM (microvm.c) ---------------------------------------------- */
 

@@ -65,11 +65,11 @@ static void build_registry(fuzz_env *e)
     qs_error *err = NULL;
     e->reg = qs_registry_new();
     e->kvm = qs_kvm_provider_new(e->reg);
-    if (!qs_kvm_provider_set_vm(e->kvm, open_fixture("kvm-binary-stats-vm.bin"), &err) ||
+    if (!qs_kvm_provider_set_vm(e->kvm, open_fixture("recorded-linux-6.18/vm.bin"), &err) ||
         !qs_kvm_provider_add_vcpu(e->kvm, "/machine/unattached/device[0]",
-                                  open_fixture("kvm-binary-stats-vcpu0.bin"), &err) ||
+                                  open_fixture("recorded-linux-6.18/vcpu0.bin"), &err) ||
         !qs_kvm_provider_add_vcpu(e->kvm, "/machine/unattached/device[1]",
-                                  open_fixture("kvm-binary-stats-vcpu1.bin"), &err)) {
+                                  open_fixture("recorded-linux-6.18/vcpu1.bin"), &err)) {
         fprintf(stderr, "fuzz_qmp_input: fixtures: %s\n", err->msg);
         abort();
     }

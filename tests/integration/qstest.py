@@ -1,6 +1,10 @@
 """Shared helpers for the integration tests: start the real qstatsd from
-this build, talk QMP to it over a real socket, and skip (exit 77) with a
-clear message where the machine lacks what a test needs."""
+this build (on a recorded VM whose files the test advances, or on the
+micro-VM where /dev/kvm works), talk QMP to it over a real socket, and skip
+(exit 77) with a clear message where the machine lacks what a test needs.
+Only micro-VM tests may skip for want of /dev/kvm (scripts/test.sh checks
+the skips against tests/skips-allowed)."""
+import fcntl
 import json
 import os
 import shutil
@@ -11,20 +15,44 @@ import sys
 import tempfile
 import time
 
-BUILD = os.environ.get("QSTATS_BUILD", os.path.join(os.path.dirname(__file__), "../../build"))
-FIXTURES = os.environ.get("QS_FIXTURES", os.path.join(os.path.dirname(__file__), "../fixtures"))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "../../scripts"))
+import recording  # noqa: E402  (scripts/recording.py: the stats-file format)
+
+BUILD = os.environ.get("QSTATS_BUILD", os.path.join(HERE, "../../build"))
+FIXTURES = os.environ.get("QS_FIXTURES", os.path.join(HERE, "../fixtures"))
+RECORDED = os.path.join(FIXTURES, "recorded-linux-6.18")   # VM + 2 vCPUs, real host
 QSTATSD = os.path.join(BUILD, "qstatsd")
 SKIP = 77
+KVM_GET_API_VERSION = 0xAE00
+
+
+class Skip(Exception):
+    """Raised by skip(): the test did not run, for the reason given."""
 
 
 def skip(why):
-    print(f"SKIP: {why}")
-    sys.exit(SKIP)
+    raise Skip(why)
 
 
-def need_kvm():
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        skip("/dev/kvm is not available on this machine")
+def kvm_usable():
+    """Whether /dev/kvm opens and answers (not merely exists)."""
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return fcntl.ioctl(fd, KVM_GET_API_VERSION) == 12
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def need_kvm(what="the micro-VM"):
+    """For tests of the micro-VM itself: they skip where KVM is missing."""
+    if not kvm_usable():
+        skip(f"/dev/kvm is not usable on this machine: {what} cannot run")
 
 
 class QMP:
@@ -88,11 +116,25 @@ class QMP:
 class Daemon:
     """A real qstatsd with a QMP unix socket in a private temp dir."""
 
-    def __init__(self, *args, vcpus=2, no_vm=False, extra_qmp=(), stdin=subprocess.DEVNULL):
+    def __init__(self, *args, vcpus=None, recorded=None, no_vm=False, extra_qmp=(),
+                 stdin=subprocess.DEVNULL):
+        """recorded=N: a recorded VM of N vCPUs in the daemon's temp dir
+        (self.recording, moved with advance()); vcpus=N: the micro-VM (call
+        need_kvm() first); no_vm: stats only from handed-over fds."""
+        assert [vcpus is not None, recorded is not None, no_vm].count(True) == 1, \
+            "choose one of vcpus=, recorded=, no_vm="
         self.dir = tempfile.mkdtemp(prefix="qstats-test-")
         self.qmp_path = os.path.join(self.dir, "qmp.sock")
+        self.recording = None
         cmd = [QSTATSD, "--qmp", "unix:" + self.qmp_path]
-        cmd += ["--no-vm"] if no_vm else ["--vcpus", str(vcpus)]
+        if recorded is not None:
+            path = recording.make(RECORDED, os.path.join(self.dir, "recording"), recorded)
+            self.recording = recording.Recording(path)
+            cmd += ["--recorded", path]
+        elif no_vm:
+            cmd += ["--no-vm"]
+        else:
+            cmd += ["--vcpus", str(vcpus)]
         for q in extra_qmp:
             cmd += ["--qmp", q]
         cmd += list(args)
@@ -119,6 +161,10 @@ class Daemon:
 
     def qmp(self, **kw):
         return QMP(self.qmp_path, **kw)
+
+    def advance(self, seconds=1.0, vcpus=None):
+        """Moves the recorded VM's counters as an idle guest's would."""
+        self.recording.advance(seconds, vcpus)
 
     def log(self):
         self.stderr.flush()
@@ -165,12 +211,11 @@ class Runner:
                 fn()
                 print(f"PASS {name}")
                 passed += 1
-            except SystemExit as e:
-                if e.code == SKIP:
-                    print(f"SKIP {name}")
-                    skipped += 1
-                else:
-                    raise
+            except Skip as e:
+                # One line per skip, reason included: scripts/test.sh lists
+                # them and fails on any not in tests/skips-allowed.
+                print(f"SKIP {name}: {e}")
+                skipped += 1
             except Exception as e:  # noqa: BLE001 - report every failure
                 import traceback
                 traceback.print_exc()

@@ -56,9 +56,9 @@ def fixture_daemon():
     """A --no-vm daemon serving the captured stats files: static values."""
     d = Daemon(no_vm=True)
     q = d.qmp()
-    hand_over(q, fixture("kvm-binary-stats-vm.bin"), "vm")
+    hand_over(q, fixture("recorded-linux-6.18/vm.bin"), "vm")
     for i, path in enumerate(VCPU_PATHS):
-        hand_over(q, fixture(f"kvm-binary-stats-vcpu{i}.bin"), "vcpu", path)
+        hand_over(q, fixture(f"recorded-linux-6.18/vcpu{i}.bin"), "vcpu", path)
     q.close()
     return d
 

@@ -804,17 +804,17 @@ static void check_fixture(const char *label, const char *file, size_t want_n)
 
 static void test_fixture_vm_file_decodes_as_captured(void **state)
 {
-    check_fixture("vm", "kvm-binary-stats-vm.bin", 16);
+    check_fixture("vm", "recorded-linux-6.18/vm.bin", 16);
 }
 
 static void test_fixture_vcpu0_file_decodes_as_captured(void **state)
 {
-    check_fixture("vcpu0", "kvm-binary-stats-vcpu0.bin", 47);
+    check_fixture("vcpu0", "recorded-linux-6.18/vcpu0.bin", 47);
 }
 
 static void test_fixture_vcpu1_file_decodes_as_captured(void **state)
 {
-    check_fixture("vcpu1", "kvm-binary-stats-vcpu1.bin", 47);
+    check_fixture("vcpu1", "recorded-linux-6.18/vcpu1.bin", 47);
 }
 
 /* ---- live /dev/kvm ------------------------------------------------------- */
