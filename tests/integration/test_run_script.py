@@ -1,0 +1,113 @@
+"""scripts/run.sh, the README's first command, on a terminal (tmux): without
+/dev/kvm (hidden by scripts/without-kvm.sh) it says first that the VM is
+recorded, then gives the console on a 4-vCPU recorded VM whose values are
+the recording's; where /dev/kvm works it starts the live micro-VM.  quit
+stops the daemon and the agent and removes the sockets."""
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+from qstest import BUILD, RECORDED, kvm_usable, need_kvm, recording, run_module, skip
+
+SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RunScript:
+    """scripts/run.sh in a detached tmux session of its own."""
+
+    def __init__(self, *prefix):
+        if not shutil.which("tmux"):
+            skip("tmux is not installed")     # scripts/deps.sh installs it
+        self.dir = tempfile.mkdtemp(prefix="qstats-run-")
+        self.server = f"qstats-run-{os.getpid()}"
+        env = (f"QSTATS_BUILD={BUILD} QSTATS_RUN_DIR={self.dir} "
+               f"QSTATS_METRICS=127.0.0.1:{free_port()}")
+        cmd = " ".join([*prefix, os.path.join(SRC, "scripts/run.sh")])
+        self.tmux("new-session", "-d", "-x", "200", "-y", "60",
+                  f"cd {SRC} && env {env} {cmd}; echo EXIT=$?; sleep 600")
+
+    def tmux(self, *args):
+        return subprocess.run(["tmux", "-f", "/dev/null", "-L", self.server, *args],
+                              check=True, capture_output=True, text=True).stdout
+
+    def screen(self):
+        return self.tmux("capture-pane", "-p", "-S", "-200")
+
+    def wait_for(self, text, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            out = self.screen()
+            if text in out:
+                return out
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} never appeared:\n{self.screen()}")
+
+    def type(self, line):
+        self.tmux("send-keys", "-l", line)
+        self.tmux("send-keys", "Enter")
+
+    def close(self):
+        subprocess.run(["tmux", "-L", self.server, "kill-server"], capture_output=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def quit_cleanly(r):
+    r.type("quit")
+    r.wait_for("EXIT=0")
+    for sock in ("qmp.sock", "balloon.sock"):
+        assert not os.path.exists(os.path.join(r.dir, sock)), sock
+
+
+def test_without_kvm_run_sh_says_the_vm_is_recorded_and_gives_its_console():
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        skip("needs root and unshare to hide /dev/kvm")
+    r = RunScript(os.path.join(SRC, "scripts/without-kvm.sh"))
+    try:
+        out = r.wait_for("(qstats) ")
+        first = out.strip().splitlines()[0]
+        assert first.startswith("VM:") and "RECORDED" in first, out
+        assert "recorded on a Linux 6.18 KVM host" in out and "do not move" in out, out
+        assert "micro-VM" in out, out         # and where the live one is found
+        r.type("info stats vcpu exits,halt_exits")
+        expect = recording.StatsFile.load(os.path.join(RECORDED, "vcpu0.bin"))
+        out = r.wait_for("halt_exits (cumulative)")
+        assert f"exits (cumulative): {expect.get('exits')}" in out, out
+        assert f"halt_exits (cumulative): {expect.get('halt_exits')}" in out, out
+        r.type("info stats -a vm pages_4k")
+        r.wait_for("pages_4k (instant)")
+        # The recording is the daemon's: four vCPUs under QEMU's paths.
+        rec = recording.Recording(os.path.join(r.dir, "recording"))
+        assert rec.nvcpus == 4
+        r.type("info stats -a vcpu exits")
+        out = r.wait_for("/machine/unattached/device[3]")
+        quit_cleanly(r)
+    finally:
+        r.close()
+
+
+def test_with_kvm_run_sh_starts_the_live_micro_vm():
+    need_kvm("run.sh's live micro-VM")
+    assert kvm_usable()
+    r = RunScript()
+    try:
+        out = r.wait_for("(qstats) ")
+        assert out.strip().splitlines()[0].startswith("VM:") and "micro-VM" in out, out
+        assert "RECORDED" not in out, out
+        r.type("info stats vcpu exits")
+        r.wait_for("exits (cumulative)")
+        quit_cleanly(r)
+    finally:
+        r.close()
+
+
+if __name__ == "__main__":
+    run_module(globals())
