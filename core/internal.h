@@ -7,7 +7,7 @@
 #define QS_CONTAINER_TYPE "container"
 
 struct qs_provider_entry {
-    qs_provider provider;
+    char *name;
     qs_stats_fn stats_fn;
     qs_schemas_fn schemas_fn;
     void *opaque;
@@ -25,6 +25,9 @@ struct qs_object {
 
 struct qs_registry {
     qs_provider_entry *head;
+    char **names;             /* StatsProvider values: built-ins, then registered */
+    size_t nnames;
+    unsigned names_generation;
     qs_object *objects;       /* in insertion order */
 };
 

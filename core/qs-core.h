@@ -81,13 +81,6 @@ typedef enum qs_unit {
     QS_UNIT__MAX
 } qs_unit;
 
-typedef enum qs_provider {
-    QS_PROVIDER_KVM,
-    QS_PROVIDER_CRYPTODEV,
-    QS_PROVIDER_BALLOON,
-    QS_PROVIDER__MAX
-} qs_provider;
-
 typedef enum qs_target {
     QS_TARGET_VM,
     QS_TARGET_VCPU,
@@ -97,13 +90,18 @@ typedef enum qs_target {
 
 const char *qs_stat_type_name(qs_stat_type t);   /* "cumulative", "log2-histogram" */
 const char *qs_unit_name(qs_unit u);              /* NULL for QS_UNIT_NONE */
-const char *qs_provider_name(qs_provider p);
 const char *qs_target_name(qs_target t);
 /* Exact, case-sensitive lookups; return -1 when unknown. */
 int qs_stat_type_lookup(const char *s);
 int qs_unit_lookup(const char *s);
-int qs_provider_lookup(const char *s);
 int qs_target_lookup(const char *s);
+
+/* Providers are named (QAPI StatsProvider): QEMU's "kvm" and "cryptodev",
+ * qstats' "balloon" and "sched", and any name a VMM registers.  A name is
+ * 1 to QS_PROVIDER_NAME_MAX characters of [a-z0-9_-], starting with a
+ * letter (so that it is a QAPI enum value and a metric name part). */
+#define QS_PROVIDER_NAME_MAX 63
+bool qs_provider_name_valid(const char *name);
 
 /* ---- schema model ------------------------------------------------------ */
 
@@ -118,6 +116,9 @@ typedef struct qs_schema_value {
     int16_t exponent;
     uint32_t bucket_size;   /* linear histograms only */
     uint32_t size;
+    /* One sentence for people (metrics # HELP), or NULL.  Not part of QMP:
+     * QEMU's StatsSchemaValue has no such member. */
+    const char *description;
 } qs_schema_value;
 
 /* How a value of this schema entry is represented (StatsValue alternate). */
@@ -142,7 +143,7 @@ double qs_schema_bucket_lower(const qs_schema_value *sv, uint32_t i);
 double qs_schema_bucket_upper(const qs_schema_value *sv, uint32_t i);
 
 typedef struct qs_schema {
-    qs_provider provider;
+    const char *provider;             /* borrowed from the provider */
     qs_target target;
     size_t n;
     const qs_schema_value *stats;     /* borrowed from the provider */
@@ -156,10 +157,10 @@ typedef struct qs_schemas {
 void qs_schemas_init(qs_schemas *s);
 void qs_schemas_reset(qs_schemas *s);
 void qs_schemas_destroy(qs_schemas *s);
-void qs_schemas_add(qs_schemas *s, qs_provider p, qs_target t,
+void qs_schemas_add(qs_schemas *s, const char *provider, qs_target t,
                     const qs_schema_value *stats, size_t n);
 /* First schema for (provider, target), or NULL. */
-const qs_schema *qs_schemas_find(const qs_schemas *s, qs_provider p, qs_target t);
+const qs_schema *qs_schemas_find(const qs_schemas *s, const char *provider, qs_target t);
 
 /* ---- results ----------------------------------------------------------- */
 
@@ -169,7 +170,7 @@ typedef struct qs_stat {
 } qs_stat;
 
 typedef struct qs_result {
-    qs_provider provider;
+    const char *provider;         /* borrowed from the provider */
     const char *qom_path;         /* NULL: member omitted (target vm) */
     size_t first, count;          /* range in qs_results.stats */
 } qs_result;
@@ -194,7 +195,7 @@ static inline uint64_t *qs_results_values(const qs_results *r, size_t off)
     return r->arena + off;
 }
 /* Starts a result; stats added afterwards belong to it. */
-void qs_results_begin(qs_results *r, qs_provider p, const char *qom_path);
+void qs_results_begin(qs_results *r, const char *provider, const char *qom_path);
 void qs_results_add(qs_results *r, const qs_schema_value *desc, size_t off);
 /* Ends the current result; an empty one is dropped when drop_empty. */
 void qs_results_end(qs_results *r, bool drop_empty);
@@ -216,7 +217,7 @@ typedef struct qs_strlist {
 bool qs_strlist_match(const qs_strlist *l, const char *s);
 
 typedef struct qs_stats_request {
-    qs_provider provider;
+    const char *provider;
     bool has_names;
     qs_strlist names;
 } qs_stats_request;
@@ -246,11 +247,20 @@ typedef struct qs_provider_entry qs_provider_entry;
 
 qs_registry *qs_registry_new(void);
 void qs_registry_free(qs_registry *reg);
-/* Registration order is query order; registering twice runs twice. */
-qs_provider_entry *qs_registry_add(qs_registry *reg, qs_provider provider,
+/* Registers a provider under `provider` (copied; see qs_provider_name_valid).
+ * Registration order is query order; registering twice runs twice.  A name
+ * not seen before becomes a value of StatsProvider from then on, also after
+ * the provider is removed.  NULL + errp for an invalid name. */
+qs_provider_entry *qs_registry_add(qs_registry *reg, const char *provider,
                                    qs_stats_fn stats_fn, qs_schemas_fn schemas_fn,
-                                   void *opaque);
+                                   void *opaque, qs_error **errp);
 void qs_registry_remove(qs_registry *reg, qs_provider_entry *entry);
+/* The StatsProvider values: the built-in names first, then every name
+ * registered since, in registration order.  The array stays valid until
+ * the next qs_registry_add; `generation` changes whenever it grows. */
+size_t qs_registry_provider_names(const qs_registry *reg, const char *const **names,
+                                  unsigned *generation);
+bool qs_registry_provider_known(const qs_registry *reg, const char *name);
 
 /* A query whose results would exceed these fails instead of exhausting
  * memory (QEMU has no limit: a request repeating a provider 100000 times
@@ -262,8 +272,8 @@ void qs_registry_remove(qs_registry *reg, qs_provider_entry *entry);
 /* QEMU's qmp_query_stats: on error `out` is left empty. */
 bool qs_registry_query_stats(qs_registry *reg, const qs_filter *f,
                              qs_results *out, qs_error **errp);
-/* QEMU's qmp_query_stats_schemas; provider < 0 means all. */
-bool qs_registry_query_schemas(qs_registry *reg, int provider,
+/* QEMU's qmp_query_stats_schemas; provider NULL means all. */
+bool qs_registry_query_schemas(qs_registry *reg, const char *provider,
                                qs_schemas *out, qs_error **errp);
 
 /* ---- small helpers shared by the modules ------------------------------- */

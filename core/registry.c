@@ -11,15 +11,47 @@
 
 #include "internal.h"
 
+/* StatsProvider values that exist whether or not anyone registered them:
+ * QEMU's, then qstats' own.  Their order is the schema's (query-qmp-schema). */
+static const char *const builtin_providers[] = { "kvm", "cryptodev", "balloon", "sched" };
+
 /* The containers QEMU always has, so that qom-list finds them before any
  * vCPU or device is registered (qstatsd --no-vm). */
 static const char *const standard_containers[] = {
     "/machine", "/machine/unattached", "/machine/peripheral", "/machine/peripheral-anon",
 };
 
+bool qs_registry_provider_known(const qs_registry *reg, const char *name)
+{
+    for (size_t i = 0; i < reg->nnames; i++)
+        if (strcmp(reg->names[i], name) == 0)
+            return true;
+    return false;
+}
+
+static void learn_name(qs_registry *reg, const char *name)
+{
+    if (qs_registry_provider_known(reg, name))
+        return;
+    reg->names = qs_realloc(reg->names, (reg->nnames + 1) * sizeof(*reg->names));
+    reg->names[reg->nnames++] = qs_strdup(name);
+    reg->names_generation++;
+}
+
+size_t qs_registry_provider_names(const qs_registry *reg, const char *const **names,
+                                  unsigned *generation)
+{
+    *names = (const char *const *)reg->names;
+    if (generation)
+        *generation = reg->names_generation;
+    return reg->nnames;
+}
+
 qs_registry *qs_registry_new(void)
 {
     qs_registry *reg = qs_calloc(1, sizeof(qs_registry));
+    for (size_t i = 0; i < sizeof(builtin_providers) / sizeof(builtin_providers[0]); i++)
+        learn_name(reg, builtin_providers[i]);
     for (size_t i = 0; i < sizeof(standard_containers) / sizeof(standard_containers[0]); i++)
         qs_registry_add_object(reg, standard_containers[i], QS_CONTAINER_TYPE, NULL, 0, NULL);
     return reg;
@@ -32,15 +64,24 @@ void qs_registry_free(qs_registry *reg)
     while (reg->head)
         qs_registry_remove(reg, reg->head);
     qs_registry_objects_free(reg);
+    for (size_t i = 0; i < reg->nnames; i++)
+        free(reg->names[i]);
+    free(reg->names);
     free(reg);
 }
 
-qs_provider_entry *qs_registry_add(qs_registry *reg, qs_provider provider,
+qs_provider_entry *qs_registry_add(qs_registry *reg, const char *provider,
                                    qs_stats_fn stats_fn, qs_schemas_fn schemas_fn,
-                                   void *opaque)
+                                   void *opaque, qs_error **errp)
 {
+    if (!qs_provider_name_valid(provider)) {
+        qs_error_setg(errp, "Invalid provider name '%s': expected 1 to %d of [a-z0-9_-], "
+                      "starting with a letter", provider, QS_PROVIDER_NAME_MAX);
+        return NULL;
+    }
+    learn_name(reg, provider);
     qs_provider_entry *e = qs_calloc(1, sizeof(*e));
-    e->provider = provider;
+    e->name = qs_strdup(provider);
     e->stats_fn = stats_fn;
     e->schemas_fn = schemas_fn;
     e->opaque = opaque;
@@ -53,9 +94,12 @@ qs_provider_entry *qs_registry_add(qs_registry *reg, qs_provider provider,
 
 void qs_registry_remove(qs_registry *reg, qs_provider_entry *entry)
 {
+    if (!entry)
+        return;
     for (qs_provider_entry **p = &reg->head; *p; p = &(*p)->next) {
         if (*p == entry) {
             *p = entry->next;
+            free(entry->name);
             free(entry);
             return;
         }
@@ -106,7 +150,7 @@ static bool invoke(const qs_provider_entry *e, const qs_filter *f,
     const qs_strlist *names = NULL, *targets = NULL;
 
     if (req) {
-        if (req->provider != e->provider)
+        if (strcmp(req->provider, e->name) != 0)
             return true;
         if (req->has_names && req->names.n == 0)
             return true;
@@ -181,12 +225,12 @@ bool qs_registry_query_stats(qs_registry *reg, const qs_filter *f,
     return ok;
 }
 
-bool qs_registry_query_schemas(qs_registry *reg, int provider,
+bool qs_registry_query_schemas(qs_registry *reg, const char *provider,
                                qs_schemas *out, qs_error **errp)
 {
     qs_schemas_reset(out);
     for (const qs_provider_entry *e = reg->head; e; e = e->next) {
-        if (provider >= 0 && (int)e->provider != provider)
+        if (provider && strcmp(e->name, provider) != 0)
             continue;
         if (!e->schemas_fn(e->opaque, out, errp)) {
             qs_schemas_reset(out);

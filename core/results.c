@@ -45,7 +45,7 @@ size_t qs_results_reserve(qs_results *r, size_t n)
     return off;
 }
 
-void qs_results_begin(qs_results *r, qs_provider p, const char *qom_path)
+void qs_results_begin(qs_results *r, const char *p, const char *qom_path)
 {
     GROW(r->res, r->nres, r->cap_res, 1);
     r->res[r->nres++] = (qs_result){ .provider = p, .qom_path = qom_path,
@@ -77,17 +77,17 @@ void qs_schemas_init(qs_schemas *s) { memset(s, 0, sizeof(*s)); }
 void qs_schemas_reset(qs_schemas *s) { s->n = 0; }
 void qs_schemas_destroy(qs_schemas *s) { free(s->v); qs_schemas_init(s); }
 
-void qs_schemas_add(qs_schemas *s, qs_provider p, qs_target t,
+void qs_schemas_add(qs_schemas *s, const char *p, qs_target t,
                     const qs_schema_value *stats, size_t n)
 {
     GROW(s->v, s->n, s->cap, 1);
     s->v[s->n++] = (qs_schema){ .provider = p, .target = t, .n = n, .stats = stats };
 }
 
-const qs_schema *qs_schemas_find(const qs_schemas *s, qs_provider p, qs_target t)
+const qs_schema *qs_schemas_find(const qs_schemas *s, const char *p, qs_target t)
 {
     for (size_t i = 0; i < s->n; i++)
-        if (s->v[i].provider == p && s->v[i].target == t)
+        if (s->v[i].target == t && strcmp(s->v[i].provider, p) == 0)
             return &s->v[i];
     return NULL;
 }

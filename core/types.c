@@ -1,6 +1,7 @@
 /*
  * types.c - the QAPI spellings of the stats enumerations, in one table each,
  * so that QMP, HMP and the metrics exporter cannot disagree on a name.
+ * Providers are open-ended: their names live in the registry (registry.c).
  */
 #include <string.h>
 
@@ -14,12 +15,10 @@ static const char *const type_names[] = {
 static const char *const unit_names[] = {
     NULL, "bytes", "seconds", "cycles", "boolean",
 };
-static const char *const provider_names[] = { "kvm", "cryptodev", "balloon" };
 static const char *const target_names[] = { "vm", "vcpu", "cryptodev" };
 
 _Static_assert(COUNT(type_names) == QS_TYPE__MAX, "type table");
 _Static_assert(COUNT(unit_names) == QS_UNIT__MAX, "unit table");
-_Static_assert(COUNT(provider_names) == QS_PROVIDER__MAX, "provider table");
 _Static_assert(COUNT(target_names) == QS_TARGET__MAX, "target table");
 
 static const char *name_of(const char *const *t, size_t n, unsigned i)
@@ -37,12 +36,15 @@ static int lookup(const char *const *t, size_t n, const char *s)
 
 const char *qs_stat_type_name(qs_stat_type t) { return name_of(type_names, COUNT(type_names), t); }
 const char *qs_unit_name(qs_unit u) { return name_of(unit_names, COUNT(unit_names), u); }
-const char *qs_provider_name(qs_provider p) { return name_of(provider_names, COUNT(provider_names), p); }
 const char *qs_target_name(qs_target t) { return name_of(target_names, COUNT(target_names), t); }
 int qs_stat_type_lookup(const char *s) { return lookup(type_names, COUNT(type_names), s); }
 int qs_unit_lookup(const char *s) { return lookup(unit_names, COUNT(unit_names), s); }
-int qs_provider_lookup(const char *s) { return lookup(provider_names, COUNT(provider_names), s); }
-int qs_target_lookup(const char *s) { return lookup(target_names, COUNT(target_names), s); }
+
+bool qs_provider_name_valid(const char *name)
+{
+    size_t n = strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_-");
+    return name[0] >= 'a' && name[0] <= 'z' && name[n] == 0 && n <= QS_PROVIDER_NAME_MAX;
+}int qs_target_lookup(const char *s) { return lookup(target_names, COUNT(target_names), s); }
 
 qs_value_kind qs_schema_value_kind(const qs_schema_value *sv)
 {

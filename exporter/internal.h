@@ -19,7 +19,7 @@ const char *qs_metrics_unit_word(qs_unit u);
 void qs_metrics_stem(qs_buf *out, const qs_schema_value *sv, bool strip_hist);
 
 /* Full family name: qstats_<provider>_<target>_<stem>[_<unit>]. */
-void qs_metrics_family_name(qs_buf *out, qs_provider p, qs_target t,
+void qs_metrics_family_name(qs_buf *out, const char *provider, qs_target t,
                             const qs_schema_value *sv);
 
 /* Shortest text that reads back as the same double; "+Inf", "-Inf", "NaN".
@@ -28,9 +28,6 @@ void qs_metrics_put_double(qs_buf *out, double v, bool om_label);
 
 /* Label value escaping (backslash, double quote, newline). */
 void qs_metrics_put_label_value(qs_buf *out, const char *s);
-
-/* HELP text for a well-known stat, or NULL. */
-const char *qs_metrics_help_lookup(qs_provider p, const char *stat);
 
 /* Splits "HOST:PORT" / "[V6]:PORT" into host (without brackets) and port;
  * false with *errp set when malformed. */

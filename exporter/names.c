@@ -79,14 +79,14 @@ void qs_metrics_stem(qs_buf *out, const qs_schema_value *sv, bool strip_hist)
     }
 }
 
-void qs_metrics_family_name(qs_buf *out, qs_provider p, qs_target t,
+void qs_metrics_family_name(qs_buf *out, const char *provider, qs_target t,
                             const qs_schema_value *sv)
 {
     qs_buf stem;
     qs_buf_init(&stem);
     qs_metrics_stem(&stem, sv, false);
     qs_buf_reset(out);
-    qs_buf_printf(out, "qstats_%s_%s_%s", qs_provider_name(p),
+    qs_buf_printf(out, "qstats_%s_%s_%s", provider,
                   qs_target_name(t), stem.data);
     qs_buf_free(&stem);
     /* provider/target names are QAPI enums ("kvm", "vcpu") but sanitise

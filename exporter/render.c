@@ -131,16 +131,16 @@ static bool begin_sample(render_ctx *c, fam_kind kind, const char *unit)
     return true;
 }
 
-static void set_help(render_ctx *c, qs_provider p, qs_target t,
+/* The provider's description of the stat, or a neutral generated line. */
+static void set_help(render_ctx *c, const char *provider, qs_target t,
                      const qs_schema_value *sv)
 {
-    const char *h = qs_metrics_help_lookup(p, sv->name);
     qs_buf_reset(&c->help);
-    if (h)
-        qs_buf_puts(&c->help, h);
+    if (sv->description)
+        qs_buf_puts(&c->help, sv->description);
     else
         qs_buf_printf(&c->help, "Statistic %s of provider %s, target %s.",
-                      sv->name, qs_provider_name(p), qs_target_name(t));
+                      sv->name, provider, qs_target_name(t));
 }
 
 /* ---- samples ----------------------------------------------------------- */
@@ -329,7 +329,7 @@ static void render_age(render_ctx *c, const qs_schema *s, size_t j)
     qs_metrics_stem(&c->scratch, sv, false);
     qs_buf_reset(&c->fam);
     qs_buf_printf(&c->fam, "qstats_%s_%s_%s_age_seconds",
-                  qs_provider_name(s->provider), qs_target_name(s->target),
+                  s->provider, qs_target_name(s->target),
                   c->scratch.data);
     qs_buf_reset(&c->help);
     qs_buf_printf(&c->help, "Seconds since %s (large: the numbers are stale).",
@@ -398,7 +398,7 @@ static void select_results(render_ctx *c, const qs_schema *s,
     c->nsel = 0;
     c->results = r;
     for (size_t i = 0; r && i < r->nres; i++) {
-        if (r->res[i].provider != s->provider)
+        if (strcmp(r->res[i].provider, s->provider) != 0)
             continue;
         if (c->nsel == c->cap_sel) {
             c->cap_sel = c->cap_sel ? 2 * c->cap_sel : 16;

@@ -56,7 +56,7 @@ static double wall_clock(void)
 static bool scrape(qs_exporter *e, qs_metrics_format fmt, qs_error **errp)
 {
     qs_filter f = { .target = QS_TARGET_VM };
-    if (!qs_registry_query_schemas(e->reg, -1, &e->schemas, errp) ||
+    if (!qs_registry_query_schemas(e->reg, NULL, &e->schemas, errp) ||
         !qs_registry_query_stats(e->reg, &f, &e->vm, errp))
         return false;
     f.target = QS_TARGET_VCPU;

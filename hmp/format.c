@@ -160,7 +160,7 @@ void qs_hmp_format_stats(qs_buf *out, const qs_results *res,
     for (size_t i = 0; i < res->nres; i++) {
         const qs_result *r = &res->res[i];
         const qs_schema *schema = qs_schemas_find(schemas, r->provider, target);
-        const char *pname = qs_provider_name(r->provider);
+        const char *pname = r->provider;
 
         /* QEMU looks for the schema's value list, so an empty schema is as
          * good as none. */

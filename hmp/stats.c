@@ -11,16 +11,16 @@
 
 typedef struct stats_query {
     qs_filter f;
-    qs_stats_request req[QS_PROVIDER__MAX];
+    qs_stats_request *req;
     char **names;
     const char *vcpu[1];
     char *cpu;
 } stats_query;
 
-/* One request per provider enum value that matches, each with the names
+/* One request per StatsProvider value that matches, each with the names
  * (none for "*"), as QEMU builds them. */
 static void build_filter(qs_hmp_monitor *m, stats_query *q, qs_target target,
-                         const char *names, int provider, bool all)
+                         const char *names, const char *provider, bool all)
 {
     memset(q, 0, sizeof(*q));
     q->f.target = target;
@@ -30,19 +30,22 @@ static void build_filter(qs_hmp_monitor *m, stats_query *q, qs_target target,
         q->f.has_vcpus = true;
         q->f.vcpus = (qs_strlist){ .n = q->cpu ? 1 : 0, .v = q->vcpu };
     }
-    if (!names && provider < 0)
+    if (!names && !provider)
         return;
     size_t nnames = 0;
     bool has_names = names && strcmp(names, "*") != 0;
     if (has_names)
         q->names = qs_hmp_split_commas(names, &nnames);
+    const char *const *known;
+    size_t nknown = qs_registry_provider_names(m->h->cfg.reg, &known, NULL);
+    q->req = qs_calloc(nknown, sizeof(*q->req));
     q->f.has_providers = true;
     q->f.providers = q->req;
-    for (int p = 0; p < QS_PROVIDER__MAX; p++) {
-        if (provider >= 0 && p != provider)
+    for (size_t p = 0; p < nknown; p++) {
+        if (provider && strcmp(known[p], provider) != 0)
             continue;
         q->req[q->f.nproviders++] = (qs_stats_request){
-            .provider = (qs_provider)p,
+            .provider = known[p],
             .has_names = has_names,
             .names = { .n = nnames, .v = (const char *const *)q->names },
         };
@@ -51,6 +54,7 @@ static void build_filter(qs_hmp_monitor *m, stats_query *q, qs_target target,
 
 static void query_free(stats_query *q)
 {
+    free(q->req);
     qs_hmp_strv_free(q->names);
     free(q->cpu);
 }
@@ -62,18 +66,17 @@ void qs_hmp_cmd_info_stats(qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out)
     const char *pstr = qs_hmp_args_str(a, "provider");
     qs_hmp *h = m->h;
     qs_error *err = NULL;
-    int provider = -1;
 
     int target = qs_target_lookup(tstr);
     if (target < 0) {
         qs_buf_printf(out, "invalid stats target %s\n", tstr);
         return;
     }
-    if (pstr && (provider = qs_provider_lookup(pstr)) < 0) {
+    if (pstr && !qs_registry_provider_known(h->cfg.reg, pstr)) {
         qs_buf_printf(out, "invalid stats provider %s\n", pstr);
         return;
     }
-    if (!qs_registry_query_schemas(h->cfg.reg, provider, &h->schemas, &err)) {
+    if (!qs_registry_query_schemas(h->cfg.reg, pstr, &h->schemas, &err)) {
         qs_buf_printf(out, "%s\n", err->msg);
         qs_error_free(err);
         return;
@@ -81,10 +84,10 @@ void qs_hmp_cmd_info_stats(qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out)
 
     bool all = qs_hmp_args_flag(a, "all");
     stats_query q;
-    build_filter(m, &q, (qs_target)target, names, provider, all);
+    build_filter(m, &q, (qs_target)target, names, pstr, all);
     if (qs_registry_query_stats(h->cfg.reg, &q.f, &h->results, &err)) {
         qs_hmp_format_opts o = {
-            .show_provider = provider < 0,
+            .show_provider = !pstr,
             .show_qom_path = all,
             .bounds = qs_hmp_args_flag(a, "bounds"),
         };

@@ -171,7 +171,7 @@ static void encode_results(qs_jw *w, const qs_results *r)
         const qs_result *res = &r->res[i];
         qs_jw_begin_object(w);
         qs_jw_key(w, "provider");
-        qs_jw_str(w, qs_provider_name(res->provider));
+        qs_jw_str(w, res->provider);
         if (res->qom_path) {
             qs_jw_key(w, "qom-path");
             qs_jw_str(w, res->qom_path);
@@ -203,7 +203,7 @@ static bool cmd_query_stats(qs_qmp_session *s, const json_t *args, qs_jw *ret,
     for (size_t i = 0; i < np; i++) {
         const json_t *req = json_array_get(providers, i);
         const json_t *names = json_object_get(req, "names");
-        reqs[i].provider = qs_provider_lookup(qs_qmp_arg_str(req, "provider"));
+        reqs[i].provider = qs_qmp_arg_str(req, "provider");
         reqs[i].has_names = names != NULL;
         lists[i] = strlist_of(names, &reqs[i].names);
     }
@@ -249,15 +249,14 @@ static bool cmd_query_stats_schemas(qs_qmp_session *s, const json_t *args, qs_jw
 {
     qs_qmp *q = s->server;
     const char *prov = qs_qmp_arg_str(args, "provider");
-    if (!qs_registry_query_schemas(q->cfg.reg, prov ? qs_provider_lookup(prov) : -1,
-                                   &q->schemas, errp))
+    if (!qs_registry_query_schemas(q->cfg.reg, prov, &q->schemas, errp))
         return false;
     qs_jw_begin_array(ret);
     for (size_t i = 0; i < q->schemas.n; i++) {
         const qs_schema *sc = &q->schemas.v[i];
         qs_jw_begin_object(ret);
         qs_jw_key(ret, "provider");
-        qs_jw_str(ret, qs_provider_name(sc->provider));
+        qs_jw_str(ret, sc->provider);
         qs_jw_key(ret, "target");
         qs_jw_str(ret, qs_target_name(sc->target));
         qs_jw_key(ret, "stats");

@@ -44,7 +44,7 @@ struct qs_top {
     char *filter_text;
     regex_t re;
     bool has_re;
-    int provider;              /* -1: all */
+    char *provider;            /* NULL: all */
     long vcpu;                 /* -1: all */
     bool skip_zero;
     int mode;
@@ -150,7 +150,9 @@ static bool apply_option(qs_top *t, int opt, const char *arg)
         set_filter(t, arg, err, sizeof(err));
         break;
     case 'p':
-        if (strcmp(arg, "all") && (t->provider = qs_provider_lookup(arg)) < 0) {
+        free(t->provider);
+        t->provider = strcmp(arg, "all") ? qs_strdup(arg) : NULL;
+        if (t->provider && !qs_provider_name_valid(arg)) {
             snprintf(err, sizeof(err), "invalid provider %s", arg);
         }
         break;
@@ -189,7 +191,7 @@ qs_top *qs_top_new(int argc, char **argv, int *exit_rc)
         { 0 }
     };
     qs_top *t = qs_calloc(1, sizeof(*t));
-    *t = (qs_top){ .interval = 2, .provider = -1, .vcpu = -1, .count = -1 };
+    *t = (qs_top){ .interval = 2, .vcpu = -1, .count = -1 };
     qs_buf_init(&t->input);
     int opt;
     optind = 0;
@@ -233,6 +235,7 @@ void qs_top_free(qs_top *t)
         regfree(&t->re);
     }
     free(t->filter_text);
+    free(t->provider);
     free(t->vm_label);
     qs_buf_free(&t->input);
     qs_top_model_destroy(&t->m);
@@ -266,7 +269,7 @@ static size_t visible(qs_top *t, vis **out, bool screen)
     size_t n = 0;
     for (size_t r = 0; r < t->m.nrows; r++) {
         const qs_top_row *row = &t->m.rows[r];
-        if ((t->provider >= 0 && (int)row->provider != t->provider) ||
+        if ((t->provider && strcmp(row->provider, t->provider) != 0) ||
             (t->has_re && regexec(&t->re, row->name, 0, NULL, 0) != 0)) {
             continue;
         }
@@ -326,7 +329,7 @@ static void render_row(const qs_top *t, const vis *v, int namew, qs_buf *out)
     } else {
         qs_top_format(rate, sizeof(rate), r, a->rate, true);
     }
-    snprintf(where, sizeof(where), "%s/%s", qs_provider_name(r->provider),
+    snprintf(where, sizeof(where), "%s/%s", r->provider,
              qs_target_name(r->target));
     qs_buf_printf(out, "%-*.*s %-12s %14s %14s  %s", namew, namew, r->name, where, value,
                   rate, dist);
@@ -354,7 +357,7 @@ static void render_header(const qs_top *t, qs_buf *out)
     qs_buf_printf(out, "qstats top - vm: %s  interval: %gs  sort: %s  filter: %s  vcpu: %s"
                   "  provider: %s", t->vm_label, t->interval, sort_names[t->sort],
                   t->has_re ? t->filter_text : "none", vcpu,
-                  t->provider < 0 ? "all" : qs_provider_name((qs_provider)t->provider));
+                  t->provider ? t->provider : "all");
 }
 
 static void render_titles(int namew, qs_buf *out)
@@ -416,7 +419,7 @@ static int run_once(qs_top *t)
 }
 
 typedef struct log_col {
-    qs_provider provider;
+    char *provider;
     qs_target target;
     char *name;
 } log_col;
@@ -448,7 +451,7 @@ static size_t log_header(qs_top *t, log_col **cols)
     printf("timestamp");
     for (size_t i = 0; i < n; i++) {
         const qs_top_row *r = &t->m.rows[v[i].row];
-        (*cols)[i] = (log_col){ r->provider, r->target, qs_strdup(r->name) };
+        (*cols)[i] = (log_col){ qs_strdup(r->provider), r->target, qs_strdup(r->name) };
         printf(",%s", r->column);
     }
     printf("\n");
@@ -487,6 +490,7 @@ static int run_log(qs_top *t)
     }
     for (size_t k = 0; k < ncols; k++) {
         free(cols[k].name);
+        free(cols[k].provider);
     }
     free(cols);
     qs_buf_free(&line);
@@ -606,19 +610,20 @@ static void cycle_vcpu(qs_top *t)
     t->vcpu = t->vcpu + 1 < n ? t->vcpu + 1 : -1;
 }
 
-/* all -> kvm -> balloon (-> cryptodev when it has stats) -> all */
+/* all -> each provider that has stats, in schema order -> all */
 static void cycle_provider(qs_top *t)
 {
-    int order[] = { -1, QS_PROVIDER_KVM, QS_PROVIDER_BALLOON, QS_PROVIDER_CRYPTODEV };
-    int n = 3;
-    for (size_t r = 0; r < t->m.nrows; r++) {
-        n = t->m.rows[r].provider == QS_PROVIDER_CRYPTODEV ? 4 : n;
+    const char *next = NULL;
+    bool passed = !t->provider;
+    for (size_t r = 0; r < t->m.nrows && !next; r++) {
+        const char *p = t->m.rows[r].provider;
+        if (passed && (!t->provider || strcmp(p, t->provider) != 0))
+            next = p;
+        else if (t->provider && strcmp(p, t->provider) == 0)
+            passed = true;
     }
-    int i = 0;
-    while (i < n && order[i] != t->provider) {
-        i++;
-    }
-    t->provider = order[(i + 1) % n];
+    free(t->provider);
+    t->provider = next ? qs_strdup(next) : NULL;
 }
 
 static int commit_prompt(qs_top *t)

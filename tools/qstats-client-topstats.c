@@ -50,6 +50,7 @@ static void rows_free(qs_top_model *m)
     m->have_cur = m->have_prev = false;
     for (size_t r = 0; r < m->nrows; r++) {
         free(m->rows[r].name);
+        free(m->rows[r].provider);
         free(m->rows[r].column);
     }
     free(m->rows);
@@ -69,10 +70,11 @@ bool qs_top_is_hist(qs_stat_type t)
     return t == QS_TYPE_LOG2_HIST || t == QS_TYPE_LINEAR_HIST;
 }
 
-static int key_cmp(qs_provider p, qs_target t, const char *name, const qs_top_row *r)
+static int key_cmp(const char *p, qs_target t, const char *name, const qs_top_row *r)
 {
-    if (p != r->provider) {
-        return p < r->provider ? -1 : 1;
+    int c = strcmp(p, r->provider);
+    if (c) {
+        return c;
     }
     if (t != r->target) {
         return t < r->target ? -1 : 1;
@@ -87,7 +89,7 @@ static int index_cmp(const void *a, const void *b, void *opaque)
     return key_cmp(x->provider, x->target, x->name, &rows[*(const size_t *)b]);
 }
 
-static long row_find(const qs_top_model *m, qs_provider p, qs_target t, const char *name)
+static long row_find(const qs_top_model *m, const char *p, qs_target t, const char *name)
 {
     size_t lo = 0, hi = m->nrows;
     while (lo < hi) {
@@ -105,12 +107,13 @@ static long row_find(const qs_top_model *m, qs_provider p, qs_target t, const ch
     return -1;
 }
 
-long qs_top_model_find(const qs_top_model *m, qs_provider p, qs_target t, const char *name)
+long qs_top_model_find(const qs_top_model *m, const char *p, qs_target t,
+                       const char *name)
 {
     return row_find(m, p, t, name);
 }
 
-static void row_add(qs_top_model *m, qs_provider p, qs_target t, json_t *stat)
+static void row_add(qs_top_model *m, const char *p, qs_target t, json_t *stat)
 {
     const char *name = json_string_value(json_object_get(stat, "name"));
     int type = qs_stat_type_lookup(json_string_value(json_object_get(stat, "type")) ?: "");
@@ -121,7 +124,7 @@ static void row_add(qs_top_model *m, qs_provider p, qs_target t, json_t *stat)
     qs_top_row *r = &m->rows[m->nrows++];
     memset(r, 0, sizeof(*r));
     r->name = qs_strdup(name);
-    r->provider = p;
+    r->provider = qs_strdup(p);
     r->target = t;
     r->type = (qs_stat_type)type;
     r->unit = unit && qs_unit_lookup(unit) >= 0 ? (qs_unit)qs_unit_lookup(unit) : QS_UNIT_NONE;
@@ -140,7 +143,7 @@ static void name_columns(qs_top_model *m)
         for (size_t j = 0; j < m->nrows && !dup; j++) {
             dup = j != i && !strcmp(m->rows[j].name, r->name);
         }
-        r->column = dup ? qs_strdup_printf("%s.%s.%s", qs_provider_name(r->provider),
+        r->column = dup ? qs_strdup_printf("%s.%s.%s", r->provider,
                                            qs_target_name(r->target), r->name)
                         : qs_strdup(r->name);
     }
@@ -160,13 +163,13 @@ bool qs_top_model_load(qs_top_model *m, qs_qmpc *c, qs_error **errp)
     }
     m->rows = qs_calloc(total + 1, sizeof(*m->rows));
     json_array_foreach(schemas, i, schema) {
-        int p = qs_provider_lookup(json_string_value(json_object_get(schema, "provider")) ?: "");
+        const char *p = json_string_value(json_object_get(schema, "provider"));
         int t = qs_target_lookup(json_string_value(json_object_get(schema, "target")) ?: "");
-        if (p < 0 || t < 0) {
+        if (!p || t < 0) {
             continue;
         }
         json_array_foreach(json_object_get(schema, "stats"), j, stat) {
-            row_add(m, (qs_provider)p, (qs_target)t, stat);
+            row_add(m, p, (qs_target)t, stat);
         }
     }
     /* A duplicate (a provider registered twice) finds one row and leaves
@@ -217,7 +220,7 @@ static void collect_paths(qs_top_sample *s, json_t *results[QS_TARGET__MAX])
 }
 
 /* Stores one stat value; returns false if no row describes it. */
-static bool store_value(qs_top_model *m, qs_top_sample *s, qs_provider p, qs_target t,
+static bool store_value(qs_top_model *m, qs_top_sample *s, const char *p, qs_target t,
                         size_t inst, json_t *stat)
 {
     long ri = row_find(m, p, t, json_string_value(json_object_get(stat, "name")) ?: "");
@@ -257,12 +260,12 @@ static size_t parse_sample(qs_top_model *m, qs_top_sample *s, json_t *results[QS
     s->have = qs_calloc(m->nrows + 1, sizeof(*s->have));
     for (int t = 0; t < QS_TARGET__MAX; t++) {
         json_array_foreach(results[t], i, res) {
-            int p = qs_provider_lookup(json_string_value(json_object_get(res, "provider")) ?: "");
+            const char *p = json_string_value(json_object_get(res, "provider"));
             const char *path = json_string_value(json_object_get(res, "qom-path")) ?: "";
             long inst = inst_find(s, (qs_target)t, path);
             json_array_foreach(json_object_get(res, "stats"), j, stat) {
-                if (p < 0 || inst < 0 ||
-                    !store_value(m, s, (qs_provider)p, (qs_target)t, (size_t)inst, stat)) {
+                if (!p || inst < 0 ||
+                    !store_value(m, s, p, (qs_target)t, (size_t)inst, stat)) {
                     unknown++;
                 }
             }

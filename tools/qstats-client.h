@@ -84,7 +84,7 @@ void qs_top_free(qs_top *t);
 typedef struct qs_top_row {
     char *name;
     char *column;              /* CSV column: the name, qualified if ambiguous */
-    qs_provider provider;
+    char *provider;
     qs_target target;
     qs_stat_type type;
     qs_unit unit;
@@ -126,7 +126,8 @@ bool qs_top_model_load(qs_top_model *m, qs_qmpc *c, qs_error **errp);
 /* Takes a new sample (the previous one becomes `prev`). */
 bool qs_top_model_sample(qs_top_model *m, qs_qmpc *c, qs_error **errp);
 /* Row index of (provider, target, name), or -1. */
-long qs_top_model_find(const qs_top_model *m, qs_provider p, qs_target t, const char *name);
+long qs_top_model_find(const qs_top_model *m, const char *provider, qs_target t,
+                       const char *name);
 /* vcpu < 0: every instance; otherwise the vcpu-th vCPU (vcpu rows only). */
 void qs_top_model_agg(const qs_top_model *m, size_t row, long vcpu, qs_top_agg *out);
 bool qs_top_is_hist(qs_stat_type t);

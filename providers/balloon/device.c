@@ -19,12 +19,33 @@
 static const char *const qemu_names[] = { QS_BALLOON_STATS(QEMU_NAME) };
 #undef QEMU_NAME
 
+/* What each stat means, for people (the metrics # HELP lines). */
+#define DESCRIBE(name, text) static const char desc_##name[] = text;
+DESCRIBE(SWAP_IN, "Memory swapped in by the guest.")
+DESCRIBE(SWAP_OUT, "Memory swapped out by the guest.")
+DESCRIBE(MAJFLT, "Guest page faults that needed I/O.")
+DESCRIBE(MINFLT, "Guest page faults served without I/O.")
+DESCRIBE(MEMFREE, "Memory the guest reports as unused.")
+DESCRIBE(MEMTOT, "Memory available to the guest kernel.")
+DESCRIBE(AVAIL, "Memory the guest estimates it could use without swapping.")
+DESCRIBE(CACHES, "Guest memory used for disk caches.")
+DESCRIBE(HTLB_PGALLOC, "Huge-page allocations in the guest.")
+DESCRIBE(HTLB_PGFAIL, "Failed huge-page allocations in the guest.")
+DESCRIBE(OOM_KILL, "Processes the guest killed for lack of memory.")
+DESCRIBE(ALLOC_STALL, "Guest memory allocations that stalled for reclaim.")
+DESCRIBE(ASYNC_SCAN, "Pages scanned by the guest's background reclaim.")
+DESCRIBE(DIRECT_SCAN, "Pages scanned by the guest's direct reclaim.")
+DESCRIBE(ASYNC_RECLAIM, "Pages reclaimed by the guest's background reclaim.")
+DESCRIBE(DIRECT_RECLAIM, "Pages reclaimed by the guest's direct reclaim.")
+#undef DESCRIBE
+
 /* The provider's schema: the 16 stats in tag order, then last-update. */
 #define SCHEMA_ENTRY(macro, qemu, nm, ty, un) \
-    { .name = nm, .type = ty, .unit = un, .size = 1 },
+    { .name = nm, .type = ty, .unit = un, .size = 1, .description = desc_##macro },
 static const qs_schema_value schema[] = {
     QS_BALLOON_STATS(SCHEMA_ENTRY)
-    { .name = "last-update", .type = QS_TYPE_INSTANT, .unit = QS_UNIT_SECONDS, .size = 1 },
+    { .name = "last-update", .type = QS_TYPE_INSTANT, .unit = QS_UNIT_SECONDS, .size = 1,
+      .description = "Wall-clock time (Unix seconds) of the guest's last statistics report." },
 };
 #undef SCHEMA_ENTRY
 
@@ -192,7 +213,7 @@ static bool provider_stats(void *opaque, qs_results *out, qs_target target,
     const qs_balloon_dev *d = opaque;
     if (target != QS_TARGET_VM)
         return true;
-    qs_results_begin(out, QS_PROVIDER_BALLOON, NULL);
+    qs_results_begin(out, "balloon", NULL);
     for (size_t i = 0; i < QS_BALLOON_S_NR; i++)
         if (d->stats[i] != QS_BALLOON_UNSET && qs_strlist_match(names, schema[i].name))
             add_value(out, &schema[i], d->stats[i]);
@@ -205,7 +226,7 @@ static bool provider_stats(void *opaque, qs_results *out, qs_target target,
 
 static bool provider_schemas(void *opaque, qs_schemas *out, qs_error **errp)
 {
-    qs_schemas_add(out, QS_PROVIDER_BALLOON, QS_TARGET_VM, schema,
+    qs_schemas_add(out, "balloon", QS_TARGET_VM, schema,
                    sizeof(schema) / sizeof(schema[0]));
     return true;
 }
@@ -213,8 +234,8 @@ static bool provider_schemas(void *opaque, qs_schemas *out, qs_error **errp)
 void qs_balloon_dev_register(qs_balloon_dev *d, qs_registry *reg)
 {
     d->reg = reg;
-    d->entry = qs_registry_add(reg, QS_PROVIDER_BALLOON, provider_stats,
-                               provider_schemas, d);
+    d->entry = qs_registry_add(reg, "balloon", provider_stats,
+                               provider_schemas, d, NULL);
     d->obj = qs_registry_add_object(reg, QS_BALLOON_QOM_PATH, QS_BALLOON_QOM_TYPE,
                                     properties,
                                     sizeof(properties) / sizeof(properties[0]), d);

@@ -465,6 +465,14 @@ size_t qs_kvm_stats_file_data_words(const qs_kvm_stats_file *f)
     return f->data_words;
 }
 
+void qs_kvm_stats_file_describe(qs_kvm_stats_file *f,
+                                const char *(*describe)(const char *name))
+{
+    for (size_t i = 0; i < f->n; i++) {
+        f->schema[i].description = describe(f->schema[i].name);
+    }
+}
+
 bool qs_kvm_stats_file_read(const qs_kvm_stats_file *f, uint64_t *data,
                             qs_error **errp)
 {

@@ -49,7 +49,7 @@ static bool read_source(const kvm_source *src, qs_results *out,
     const uint32_t *offsets = qs_kvm_stats_file_offsets(f);
     size_t n = qs_kvm_stats_file_count(f);
 
-    qs_results_begin(out, QS_PROVIDER_KVM, src->qom_path);
+    qs_results_begin(out, "kvm", src->qom_path);
     for (size_t i = 0; i < n; i++)
         if (qs_strlist_match(names, schema[i].name))
             qs_results_add(out, &schema[i], base + offsets[i]);
@@ -86,11 +86,11 @@ static bool kvm_schemas(void *opaque, qs_schemas *out, qs_error **errp)
 {
     qs_kvm_provider *p = opaque;
     if (p->vm.file)
-        qs_schemas_add(out, QS_PROVIDER_KVM, QS_TARGET_VM,
+        qs_schemas_add(out, "kvm", QS_TARGET_VM,
                        qs_kvm_stats_file_schema(p->vm.file),
                        qs_kvm_stats_file_count(p->vm.file));
     if (p->nvcpus)
-        qs_schemas_add(out, QS_PROVIDER_KVM, QS_TARGET_VCPU,
+        qs_schemas_add(out, "kvm", QS_TARGET_VCPU,
                        qs_kvm_stats_file_schema(p->vcpus[0]->file),
                        qs_kvm_stats_file_count(p->vcpus[0]->file));
     return true;
@@ -100,7 +100,7 @@ qs_kvm_provider *qs_kvm_provider_new(qs_registry *reg)
 {
     qs_kvm_provider *p = qs_calloc(1, sizeof(*p));
     p->reg = reg;
-    p->entry = qs_registry_add(reg, QS_PROVIDER_KVM, kvm_stats, kvm_schemas, p);
+    p->entry = qs_registry_add(reg, "kvm", kvm_stats, kvm_schemas, p, NULL);
     return p;
 }
 
@@ -128,9 +128,17 @@ void qs_kvm_provider_free(qs_kvm_provider *p)
     free(p);
 }
 
-bool qs_kvm_provider_set_vm(qs_kvm_provider *p, int fd, qs_error **errp)
+static qs_kvm_stats_file *open_described(int fd, qs_error **errp)
 {
     qs_kvm_stats_file *f = qs_kvm_stats_file_open(fd, errp);
+    if (f)
+        qs_kvm_stats_file_describe(f, qs_kvm_stat_description);
+    return f;
+}
+
+bool qs_kvm_provider_set_vm(qs_kvm_provider *p, int fd, qs_error **errp)
+{
+    qs_kvm_stats_file *f = open_described(fd, errp);
     if (!f)
         return false;
     if (p->vm.file)
@@ -166,7 +174,7 @@ bool qs_kvm_provider_add_vcpu(qs_kvm_provider *p, const char *qom_path, int fd,
     }
     if (!qs_registry_path_free(p->reg, qom_path, errp))
         return false;
-    qs_kvm_stats_file *f = qs_kvm_stats_file_open(fd, errp);
+    qs_kvm_stats_file *f = open_described(fd, errp);
     if (!f)
         return false;
     if (p->nvcpus == p->cap) {

@@ -40,6 +40,13 @@ size_t qs_kvm_stats_file_data_words(const qs_kvm_stats_file *f);
 /* One pread of the whole data block into data[data_words]. */
 bool qs_kvm_stats_file_read(const qs_kvm_stats_file *f, uint64_t *data,
                             qs_error **errp);
+/* Sets each schema entry's description to describe(name) (the file itself
+ * carries no text). */
+void qs_kvm_stats_file_describe(qs_kvm_stats_file *f,
+                                const char *(*describe)(const char *name));
+
+/* descriptions.c: what a well-known KVM statistic means, or NULL. */
+const char *qs_kvm_stat_description(const char *name);
 
 /* ---- provider (provider.c) --------------------------------------------- */
 

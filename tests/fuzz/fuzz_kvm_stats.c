@@ -79,7 +79,7 @@ static void check_provider(const uint8_t *data, size_t size, size_t nstats)
 
     qs_schemas s;
     qs_schemas_init(&s);
-    if (!qs_registry_query_schemas(reg, -1, &s, &err))
+    if (!qs_registry_query_schemas(reg, NULL, &s, &err))
         abort();
     qs_schemas_destroy(&s);
     qs_kvm_provider_free(p);

@@ -30,10 +30,10 @@ static const char *const vcpu_paths[] = { "/machine/unattached/device[0]",
 typedef struct fake {
     int calls;
     bool fail;
-    qs_provider provider;
+    const char *provider;
 } fake;
 
-static void add_all(qs_results *out, qs_provider p, const char *path,
+static void add_all(qs_results *out, const char *p, const char *path,
                     const qs_schema_value *schema, size_t n, const qs_strlist *names,
                     uint64_t seed)
 {
@@ -83,10 +83,10 @@ static int setup(void **state)
 {
     ctx *c = calloc(1, sizeof(*c));
     c->reg = qs_registry_new();
-    c->kvm.provider = QS_PROVIDER_KVM;
-    c->balloon.provider = QS_PROVIDER_BALLOON;
-    qs_registry_add(c->reg, QS_PROVIDER_KVM, fake_stats, fake_schemas, &c->kvm);
-    qs_registry_add(c->reg, QS_PROVIDER_BALLOON, fake_stats, fake_schemas, &c->balloon);
+    c->kvm.provider = "kvm";
+    c->balloon.provider = "balloon";
+    qs_registry_add(c->reg, "kvm", fake_stats, fake_schemas, &c->kvm, NULL);
+    qs_registry_add(c->reg, "balloon", fake_stats, fake_schemas, &c->balloon, NULL);
     qs_results_init(&c->r);
     *state = c;
     return 0;
@@ -115,10 +115,10 @@ static void absent_providers_runs_every_provider_in_registration_order(void **st
     qs_filter f = { .target = QS_TARGET_VCPU };
     assert_true(query(c, &f));
     assert_int_equal(c->r.nres, 4);
-    assert_int_equal(c->r.res[0].provider, QS_PROVIDER_KVM);
+    assert_string_equal(c->r.res[0].provider, "kvm");
     assert_string_equal(c->r.res[0].qom_path, vcpu_paths[0]);
     assert_string_equal(c->r.res[1].qom_path, vcpu_paths[1]);
-    assert_int_equal(c->r.res[2].provider, QS_PROVIDER_BALLOON);
+    assert_string_equal(c->r.res[2].provider, "balloon");
     assert_int_equal(c->r.res[0].count, 3);
     /* stats in descriptor order, values from the arena */
     const qs_stat *st = &c->r.stats[c->r.res[1].first];
@@ -139,7 +139,7 @@ static void empty_providers_list_returns_nothing_without_calling(void **state)
 static void provider_requested_twice_answers_twice(void **state)
 {
     ctx *c = *state;
-    qs_stats_request reqs[] = { { .provider = QS_PROVIDER_KVM }, { .provider = QS_PROVIDER_KVM } };
+    qs_stats_request reqs[] = { { .provider = "kvm" }, { .provider = "kvm" } };
     qs_filter f = { .target = QS_TARGET_VM, .has_providers = true, .nproviders = 2, .providers = reqs };
     assert_true(query(c, &f));
     assert_int_equal(c->r.nres, 2);
@@ -152,14 +152,14 @@ static void empty_names_yield_nothing_and_absent_names_everything(void **state)
     ctx *c = *state;
     const char *names[] = { "flushes", "no_such_stat" };
     qs_stats_request reqs[] = {
-        { .provider = QS_PROVIDER_KVM, .has_names = true, .names = { .n = 0, .v = NULL } },
-        { .provider = QS_PROVIDER_BALLOON, .has_names = true, .names = { .n = 2, .v = names } },
+        { .provider = "kvm", .has_names = true, .names = { .n = 0, .v = NULL } },
+        { .provider = "balloon", .has_names = true, .names = { .n = 2, .v = names } },
     };
     qs_filter f = { .target = QS_TARGET_VM, .has_providers = true, .nproviders = 2, .providers = reqs };
     assert_true(query(c, &f));
     assert_int_equal(c->kvm.calls, 0);
     assert_int_equal(c->r.nres, 1);
-    assert_int_equal(c->r.res[0].provider, QS_PROVIDER_BALLOON);
+    assert_string_equal(c->r.res[0].provider, "balloon");
     assert_int_equal(c->r.res[0].count, 1);
     assert_string_equal(c->r.stats[0].desc->name, "flushes");
 }
@@ -168,7 +168,7 @@ static void unknown_names_drop_the_whole_result(void **state)
 {
     ctx *c = *state;
     const char *names[] = { "nope" };
-    qs_stats_request reqs[] = { { .provider = QS_PROVIDER_KVM, .has_names = true, .names = { .n = 1, .v = names } } };
+    qs_stats_request reqs[] = { { .provider = "kvm", .has_names = true, .names = { .n = 1, .v = names } } };
     qs_filter f = { .target = QS_TARGET_VCPU, .has_providers = true, .nproviders = 1, .providers = reqs };
     assert_true(query(c, &f));
     assert_int_equal(c->r.nres, 0);
@@ -200,7 +200,7 @@ static void long_name_lists_match_exactly_like_short_ones(void **state)
     }
     names[7] = "hist";
     names[30] = "exits";
-    qs_stats_request reqs[] = { { .provider = QS_PROVIDER_KVM, .has_names = true,
+    qs_stats_request reqs[] = { { .provider = "kvm", .has_names = true,
                                   .names = { .n = 40, .v = names } } };
     qs_filter f = { .target = QS_TARGET_VCPU, .has_providers = true, .nproviders = 1,
                     .providers = reqs };
@@ -218,7 +218,7 @@ static void a_query_too_large_for_memory_fails_cleanly(void **state)
     size_t n = QS_QUERY_MAX_STATS / 4 + 1;          /* 2 vCPUs x 3 stats per request */
     qs_stats_request *reqs = calloc(n, sizeof(*reqs));
     for (size_t i = 0; i < n; i++)
-        reqs[i].provider = QS_PROVIDER_KVM;
+        reqs[i].provider = "kvm";
     qs_filter f = { .target = QS_TARGET_VCPU, .has_providers = true, .nproviders = n,
                     .providers = reqs };
     qs_error *err = NULL;
@@ -248,15 +248,15 @@ static void schemas_filter_by_provider(void **state)
     ctx *c = *state;
     qs_schemas s;
     qs_schemas_init(&s);
-    assert_true(qs_registry_query_schemas(c->reg, -1, &s, NULL));
+    assert_true(qs_registry_query_schemas(c->reg, NULL, &s, NULL));
     assert_int_equal(s.n, 4);
     assert_int_equal(s.v[0].target, QS_TARGET_VM);
-    assert_true(qs_registry_query_schemas(c->reg, QS_PROVIDER_BALLOON, &s, NULL));
+    assert_true(qs_registry_query_schemas(c->reg, "balloon", &s, NULL));
     assert_int_equal(s.n, 2);
-    assert_int_equal(s.v[0].provider, QS_PROVIDER_BALLOON);
-    assert_true(qs_registry_query_schemas(c->reg, QS_PROVIDER_CRYPTODEV, &s, NULL));
+    assert_string_equal(s.v[0].provider, "balloon");
+    assert_true(qs_registry_query_schemas(c->reg, "cryptodev", &s, NULL));
     assert_int_equal(s.n, 0);
-    assert_ptr_equal(qs_schemas_find(&s, QS_PROVIDER_KVM, QS_TARGET_VM), NULL);
+    assert_ptr_equal(qs_schemas_find(&s, "kvm", QS_TARGET_VM), NULL);
     qs_schemas_destroy(&s);
 }
 

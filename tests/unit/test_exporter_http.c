@@ -22,7 +22,7 @@
 #include "qs-exporter.h"
 
 static const qs_schema_value vcpu_schema[] = {
-    { "exits", QS_TYPE_CUMULATIVE, QS_UNIT_NONE, 0, 0, 0, 1 },
+    { "exits", QS_TYPE_CUMULATIVE, QS_UNIT_NONE, 0, 0, 0, 1, NULL },
 };
 
 typedef struct served {
@@ -41,7 +41,7 @@ static bool stats_fn(void *opaque, qs_results *out, qs_target target,
         s->wrong_thread = true;
     if (target != QS_TARGET_VCPU)
         return true;
-    qs_results_begin(out, QS_PROVIDER_KVM, "/machine/unattached/device[0]");
+    qs_results_begin(out, "kvm", "/machine/unattached/device[0]");
     size_t off = qs_results_reserve(out, 1);
     qs_results_values(out, off)[0] = 1234;
     qs_results_add(out, &vcpu_schema[0], off);
@@ -51,7 +51,7 @@ static bool stats_fn(void *opaque, qs_results *out, qs_target target,
 
 static bool schemas_fn(void *opaque, qs_schemas *out, qs_error **errp)
 {
-    qs_schemas_add(out, QS_PROVIDER_KVM, QS_TARGET_VCPU, vcpu_schema, 1);
+    qs_schemas_add(out, "kvm", QS_TARGET_VCPU, vcpu_schema, 1);
     return true;
 }
 
@@ -109,7 +109,7 @@ static void test_serves_formats_head_404_405_on_loop_thread(void **state)
     uv_loop_init(&loop);
     served s = { .loop_thread = pthread_self() };
     qs_registry *reg = qs_registry_new();
-    qs_registry_add(reg, QS_PROVIDER_KVM, stats_fn, schemas_fn, &s);
+    qs_registry_add(reg, "kvm", stats_fn, schemas_fn, &s, NULL);
     qs_exporter_config cfg = { .reg = reg, .vm_name = "web-1" };
     qs_error *err = NULL;
     client c = { 0 };

@@ -21,7 +21,7 @@
 /* ---- a hand-made provider ---------------------------------------------- */
 
 typedef struct fake_provider {
-    qs_provider provider;
+    const char *provider;
     const qs_schema_value *vm;
     size_t nvm;
     const uint64_t *vm_vals;             /* all values, schema order */
@@ -78,7 +78,7 @@ static bool fake_schemas(void *opaque, qs_schemas *out, qs_error **errp)
 
 /* ---- the data ------------------------------------------------------------ */
 
-#define SV(n, t, u, b, e, bs, sz) { n, QS_TYPE_##t, QS_UNIT_##u, b, e, bs, sz }
+#define SV(n, t, u, b, e, bs, sz) { n, QS_TYPE_##t, QS_UNIT_##u, b, e, bs, sz, NULL }
 
 static const qs_schema_value kvm_vm[] = {
     SV("pages_4k", INSTANT, NONE, 0, 0, 0, 1),
@@ -90,7 +90,8 @@ static const qs_schema_value kvm_vm[] = {
 static const uint64_t kvm_vm_vals[] = { 512, 1, 2, 3, 9 };
 
 static const qs_schema_value kvm_vcpu[] = {
-    SV("exits", CUMULATIVE, NONE, 0, 0, 0, 1),
+    /* a provider's description becomes the HELP text */
+    { "exits", QS_TYPE_CUMULATIVE, QS_UNIT_NONE, 0, 0, 0, 1, "VM exits of this vCPU, all reasons." },
     SV("halt_wait_ns", CUMULATIVE, SECONDS, 10, -9, 0, 1),
     SV("halt_wait_hist", LOG2_HIST, SECONDS, 10, -9, 0, 5),
     SV("blocking", INSTANT, BOOLEAN, 0, 0, 0, 1),
@@ -117,16 +118,16 @@ static int setup(void **state)
 {
     fixture *fx = calloc(1, sizeof(*fx));
     fx->kvm = (fake_provider){
-        .provider = QS_PROVIDER_KVM, .vm = kvm_vm, .nvm = 5, .vm_vals = kvm_vm_vals,
+        .provider = "kvm", .vm = kvm_vm, .nvm = 5, .vm_vals = kvm_vm_vals,
         .vcpu = kvm_vcpu, .nvcpu = 6, .nvcpus = 2,
         .paths = { "/machine/unattached/device[0]", "/machine/unattached/device[1]" },
         .vcpu_vals = { vcpu0_vals, vcpu1_vals } };
     fx->balloon = (fake_provider){
-        .provider = QS_PROVIDER_BALLOON, .vm = balloon_vm, .nvm = 2,
+        .provider = "balloon", .vm = balloon_vm, .nvm = 2,
         .vm_vals = balloon_vals };
     fx->reg = qs_registry_new();
-    qs_registry_add(fx->reg, QS_PROVIDER_KVM, fake_stats, fake_schemas, &fx->kvm);
-    qs_registry_add(fx->reg, QS_PROVIDER_BALLOON, fake_stats, fake_schemas, &fx->balloon);
+    qs_registry_add(fx->reg, "kvm", fake_stats, fake_schemas, &fx->kvm, NULL);
+    qs_registry_add(fx->reg, "balloon", fake_stats, fake_schemas, &fx->balloon, NULL);
     *state = fx;
     return 0;
 }
@@ -152,7 +153,7 @@ static const char *scrape(fixture *fx, qs_metrics_format fmt, const char *vm,
     qs_results_init(&vcpur);
     qs_buf_init(&out);
     qs_filter f = { .target = QS_TARGET_VM };
-    assert_true(qs_registry_query_schemas(fx->reg, -1, &schemas, NULL));
+    assert_true(qs_registry_query_schemas(fx->reg, NULL, &schemas, NULL));
     assert_true(qs_registry_query_stats(fx->reg, &f, &vmr, NULL));
     f.target = QS_TARGET_VCPU;
     assert_true(qs_registry_query_stats(fx->reg, &f, &vcpur, NULL));
@@ -250,10 +251,10 @@ static void test_numbers_print_shortest_and_canonical(void **state)
     qs_buf_free(&b);
 }
 
-static void name_of(qs_buf *b, qs_provider p, qs_target t, const char *stat,
+static void name_of(qs_buf *b, const char *p, qs_target t, const char *stat,
                     qs_stat_type type, qs_unit unit)
 {
-    qs_schema_value sv = { stat, type, unit, 10, 0, 0, 1 };
+    qs_schema_value sv = { stat, type, unit, 10, 0, 0, 1, NULL };
     qs_metrics_family_name(b, p, t, &sv);
 }
 
@@ -261,22 +262,22 @@ static void test_names_sanitised_and_unit_suffix_replaced(void **state)
 {
     qs_buf b;
     qs_buf_init(&b);
-    name_of(&b, QS_PROVIDER_KVM, QS_TARGET_VCPU, "halt_wait_ns", QS_TYPE_CUMULATIVE, QS_UNIT_SECONDS);
+    name_of(&b, "kvm", QS_TARGET_VCPU, "halt_wait_ns", QS_TYPE_CUMULATIVE, QS_UNIT_SECONDS);
     assert_string_equal(b.data, "qstats_kvm_vcpu_halt_wait_seconds");
-    name_of(&b, QS_PROVIDER_KVM, QS_TARGET_VCPU, "halt_wait_hist", QS_TYPE_LOG2_HIST, QS_UNIT_SECONDS);
+    name_of(&b, "kvm", QS_TARGET_VCPU, "halt_wait_hist", QS_TYPE_LOG2_HIST, QS_UNIT_SECONDS);
     assert_string_equal(b.data, "qstats_kvm_vcpu_halt_wait_hist_seconds");
-    name_of(&b, QS_PROVIDER_BALLOON, QS_TARGET_VM, "free-memory", QS_TYPE_INSTANT, QS_UNIT_BYTES);
+    name_of(&b, "balloon", QS_TARGET_VM, "free-memory", QS_TYPE_INSTANT, QS_UNIT_BYTES);
     assert_string_equal(b.data, "qstats_balloon_vm_free_memory_bytes");
-    name_of(&b, QS_PROVIDER_KVM, QS_TARGET_VM, "cache_MB", QS_TYPE_INSTANT, QS_UNIT_BYTES);
+    name_of(&b, "kvm", QS_TARGET_VM, "cache_MB", QS_TYPE_INSTANT, QS_UNIT_BYTES);
     assert_string_equal(b.data, "qstats_kvm_vm_cache_bytes");
-    name_of(&b, QS_PROVIDER_KVM, QS_TARGET_VM, "tsc_cycles", QS_TYPE_CUMULATIVE, QS_UNIT_CYCLES);
+    name_of(&b, "kvm", QS_TARGET_VM, "tsc_cycles", QS_TYPE_CUMULATIVE, QS_UNIT_CYCLES);
     assert_string_equal(b.data, "qstats_kvm_vm_tsc_cycles");
     /* a unit-looking suffix stays when the schema gives no such unit */
-    name_of(&b, QS_PROVIDER_KVM, QS_TARGET_VM, "wait_ns", QS_TYPE_CUMULATIVE, QS_UNIT_NONE);
+    name_of(&b, "kvm", QS_TARGET_VM, "wait_ns", QS_TYPE_CUMULATIVE, QS_UNIT_NONE);
     assert_string_equal(b.data, "qstats_kvm_vm_wait_ns");
-    name_of(&b, QS_PROVIDER_KVM, QS_TARGET_VM, "a.b/c d\xc3\xa9", QS_TYPE_INSTANT, QS_UNIT_BOOLEAN);
+    name_of(&b, "kvm", QS_TARGET_VM, "a.b/c d\xc3\xa9", QS_TYPE_INSTANT, QS_UNIT_BOOLEAN);
     assert_string_equal(b.data, "qstats_kvm_vm_a_b_c_d__");
-    name_of(&b, QS_PROVIDER_KVM, QS_TARGET_VM, "exits_total", QS_TYPE_CUMULATIVE, QS_UNIT_NONE);
+    name_of(&b, "kvm", QS_TARGET_VM, "exits_total", QS_TYPE_CUMULATIVE, QS_UNIT_NONE);
     assert_string_equal(b.data, "qstats_kvm_vm_exits");
     qs_buf_free(&b);
 }
@@ -442,7 +443,7 @@ static void test_colliding_names_expose_one_family(void **state)
 static void test_provider_registered_twice_gives_no_duplicate_samples(void **state)
 {
     fixture *fx = *state;
-    qs_registry_add(fx->reg, QS_PROVIDER_KVM, fake_stats, fake_schemas, &fx->kvm);
+    qs_registry_add(fx->reg, "kvm", fake_stats, fake_schemas, &fx->kvm, NULL);
     const char *t = scrape(fx, QS_METRICS_PROMETHEUS_TEXT, "t", 0);
     assert_int_equal(count_substr(t, "qstats_kvm_vcpu_exits_total{vm=\"t\",vcpu=\"0\"}"), 1);
     assert_int_equal(count_substr(t, "qstats_kvm_vm_pages_4k{"), 1);

@@ -70,7 +70,7 @@ static bool kvm_stats(void *opaque, qs_results *out, qs_target target,
         return false;
     }
     if (target == QS_TARGET_VM) {
-        qs_results_begin(out, QS_PROVIDER_KVM, NULL);
+        qs_results_begin(out, "kvm", NULL);
         for (size_t j = 0; j < COUNT(kvm_vm); j++)
             if (qs_strlist_match(names, kvm_vm[j].name))
                 add_scalar(out, &kvm_vm[j], 10 * (j + 1));
@@ -79,7 +79,7 @@ static bool kvm_stats(void *opaque, qs_results *out, qs_target target,
         for (int i = 0; i < NVCPUS; i++) {
             if (!f->vcpu_obj[i] || !qs_strlist_match(targets, f->vcpu_path[i]))
                 continue;
-            qs_results_begin(out, QS_PROVIDER_KVM, f->vcpu_path[i]);
+            qs_results_begin(out, "kvm", f->vcpu_path[i]);
             uint64_t v[] = { 1000 * (i + 1), 1000 * (i + 1) + 1, (uint64_t)i, (uint64_t)i };
             for (size_t j = 0; j < COUNT(kvm_vcpu); j++)
                 if (qs_strlist_match(names, kvm_vcpu[j].name))
@@ -92,8 +92,8 @@ static bool kvm_stats(void *opaque, qs_results *out, qs_target target,
 
 static bool kvm_schemas(void *opaque, qs_schemas *out, qs_error **errp)
 {
-    qs_schemas_add(out, QS_PROVIDER_KVM, QS_TARGET_VM, kvm_vm, COUNT(kvm_vm));
-    qs_schemas_add(out, QS_PROVIDER_KVM, QS_TARGET_VCPU, kvm_vcpu, COUNT(kvm_vcpu));
+    qs_schemas_add(out, "kvm", QS_TARGET_VM, kvm_vm, COUNT(kvm_vm));
+    qs_schemas_add(out, "kvm", QS_TARGET_VCPU, kvm_vcpu, COUNT(kvm_vcpu));
     return true;
 }
 
@@ -102,7 +102,7 @@ static bool balloon_stats(void *opaque, qs_results *out, qs_target target,
 {
     if (target != QS_TARGET_VM)
         return true;
-    qs_results_begin(out, QS_PROVIDER_BALLOON, NULL);
+    qs_results_begin(out, "balloon", NULL);
     if (qs_strlist_match(names, balloon_vm[0].name))
         add_scalar(out, &balloon_vm[0], 4096);
     qs_results_end(out, true);
@@ -111,7 +111,7 @@ static bool balloon_stats(void *opaque, qs_results *out, qs_target target,
 
 static bool balloon_schemas(void *opaque, qs_schemas *out, qs_error **errp)
 {
-    qs_schemas_add(out, QS_PROVIDER_BALLOON, QS_TARGET_VM, balloon_vm, COUNT(balloon_vm));
+    qs_schemas_add(out, "balloon", QS_TARGET_VM, balloon_vm, COUNT(balloon_vm));
     return true;
 }
 
@@ -169,8 +169,8 @@ static int setup(void **state)
 {
     fake *f = calloc(1, sizeof(*f));
     f->reg = qs_registry_new();
-    qs_registry_add(f->reg, QS_PROVIDER_KVM, kvm_stats, kvm_schemas, f);
-    qs_registry_add(f->reg, QS_PROVIDER_BALLOON, balloon_stats, balloon_schemas, f);
+    qs_registry_add(f->reg, "kvm", kvm_stats, kvm_schemas, f, NULL);
+    qs_registry_add(f->reg, "balloon", balloon_stats, balloon_schemas, f, NULL);
     for (int i = 0; i < NVCPUS; i++) {
         snprintf(f->vcpu_path[i], sizeof(f->vcpu_path[i]), "/machine/unattached/device[%d]", i);
         f->vcpu_obj[i] = qs_registry_add_object(f->reg, f->vcpu_path[i], "kvm-vcpu", NULL, 0, f);

@@ -119,7 +119,7 @@ static int setup(void **state)
     qs_results_init(&f->res);
     qs_schemas_init(&f->schemas);
     qs_buf_init(&f->out);
-    qs_schemas_add(&f->schemas, QS_PROVIDER_KVM, QS_TARGET_VCPU, vcpu_schema,
+    qs_schemas_add(&f->schemas, "kvm", QS_TARGET_VCPU, vcpu_schema,
                    sizeof(vcpu_schema) / sizeof(vcpu_schema[0]));
     *state = f;
     return 0;
@@ -158,7 +158,7 @@ static void fill_all(fixture *f, const char *path, uint64_t exits)
     static const uint64_t no[1] = { 0 }, yes[1] = { 7 };
     static const uint64_t hist[4] = { 0, 3, 17, 1 }, lin[3] = { 1, 2, 3 };
     uint64_t e[1] = { exits }, wait[1] = { 60271041 };
-    qs_results_begin(&f->res, QS_PROVIDER_KVM, path);
+    qs_results_begin(&f->res, "kvm", path);
     add(&f->res, &vcpu_schema[0], e);
     add(&f->res, &vcpu_schema[1], no);
     add(&f->res, &vcpu_schema[2], yes);
@@ -194,7 +194,7 @@ static void test_values_from_2_63_print_unsigned(void **state)
     fixture *f = *state;
     uint64_t big[1] = { UINT64_MAX }, half[1] = { 1ULL << 63 };
     uint64_t hist[4] = { 0, UINT64_MAX, 0, 1ULL << 63 };
-    qs_results_begin(&f->res, QS_PROVIDER_KVM, NULL);
+    qs_results_begin(&f->res, "kvm", NULL);
     add(&f->res, &vcpu_schema[0], big);
     add(&f->res, &vcpu_schema[3], half);
     add(&f->res, &vcpu_schema[4], hist);
@@ -214,13 +214,13 @@ static void test_missing_schema_entry_stops_the_result(void **state)
     static const qs_schema_value stray = { .name = "stray", .type = QS_TYPE_CUMULATIVE,
                                            .size = 1 };
     uint64_t v[1] = { 5 };
-    qs_results_begin(&f->res, QS_PROVIDER_KVM, NULL);
+    qs_results_begin(&f->res, "kvm", NULL);
     add(&f->res, &vcpu_schema[1], v);
     add(&f->res, &stray, v);
     add(&f->res, &vcpu_schema[2], v);
     qs_results_end(&f->res, false);
     /* forward only: exits comes before guest_mode in the schema */
-    qs_results_begin(&f->res, QS_PROVIDER_KVM, NULL);
+    qs_results_begin(&f->res, "kvm", NULL);
     add(&f->res, &vcpu_schema[1], v);
     add(&f->res, &vcpu_schema[0], v);
     qs_results_end(&f->res, false);
@@ -240,15 +240,15 @@ static void test_missing_schema_list_skips_the_result(void **state)
         { .name = "free-memory", .type = QS_TYPE_INSTANT, .unit = QS_UNIT_BYTES, .size = 1 },
     };
     uint64_t v[1] = { 4096 };
-    qs_results_begin(&f->res, QS_PROVIDER_BALLOON, NULL);
+    qs_results_begin(&f->res, "balloon", NULL);
     add(&f->res, &bal[0], v);
     qs_results_end(&f->res, false);
-    qs_results_begin(&f->res, QS_PROVIDER_KVM, NULL);
+    qs_results_begin(&f->res, "kvm", NULL);
     add(&f->res, &vcpu_schema[0], v);
     qs_results_end(&f->res, false);
     /* an empty schema counts as missing, as QEMU's value-list lookup does */
-    qs_schemas_add(&f->schemas, QS_PROVIDER_CRYPTODEV, QS_TARGET_VCPU, bal, 0);
-    qs_results_begin(&f->res, QS_PROVIDER_CRYPTODEV, NULL);
+    qs_schemas_add(&f->schemas, "cryptodev", QS_TARGET_VCPU, bal, 0);
+    qs_results_begin(&f->res, "cryptodev", NULL);
     qs_results_end(&f->res, false);
     assert_string_equal(format(f, true, false, false),
                         "failed to find schema list for balloon\n"
@@ -261,10 +261,10 @@ static void test_all_vcpus_extension_prints_qom_paths(void **state)
 {
     fixture *f = *state;
     uint64_t a[1] = { 1 }, b[1] = { 2 };
-    qs_results_begin(&f->res, QS_PROVIDER_KVM, "/machine/unattached/device[0]");
+    qs_results_begin(&f->res, "kvm", "/machine/unattached/device[0]");
     add(&f->res, &vcpu_schema[0], a);
     qs_results_end(&f->res, false);
-    qs_results_begin(&f->res, QS_PROVIDER_KVM, "/machine/unattached/device[1]");
+    qs_results_begin(&f->res, "kvm", "/machine/unattached/device[1]");
     add(&f->res, &vcpu_schema[0], b);
     qs_results_end(&f->res, false);
     assert_string_equal(format(f, true, true, false),
@@ -336,7 +336,7 @@ static void test_bounds_in_info_stats_line(void **state)
 {
     fixture *f = *state;
     static const uint64_t hist[4] = { 0, 3, 17, 1 };
-    qs_results_begin(&f->res, QS_PROVIDER_KVM, NULL);
+    qs_results_begin(&f->res, "kvm", NULL);
     add(&f->res, &vcpu_schema[4], hist);
     qs_results_end(&f->res, false);
     assert_string_equal(format(f, false, false, true),
