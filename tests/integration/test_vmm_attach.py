@@ -114,13 +114,11 @@ class MemfdVmm:
             self.add(which)
 
     def add(self, which):
-        r = self.add_reply(which)
-        assert r == {"return": {}}, (which, r)
-
-    def add_reply(self, which):
         if which == "vm":
-            return hand_over(self.q, self.fds["vm"], "stats-vm", "vm")
-        return hand_over(self.q, self.fds[which], f"stats-{which}", "vcpu", vcpu_path(which))
+            r = hand_over(self.q, self.fds["vm"], "stats-vm", "vm")
+        else:
+            r = hand_over(self.q, self.fds[which], f"stats-{which}", "vcpu", vcpu_path(which))
+        assert r == {"return": {}}, (which, r)
 
     def remove(self, which):
         args = {"target": "vm"} if which == "vm" else \
@@ -251,8 +249,9 @@ def test_every_value_equals_the_memfds_contents_while_the_vmm_rewrites_them():
         assert_matches_memfds(q, M)
     # A names filter reads the same words.
     M.update(2, exits=U64_MAX, blocking=1)
-    for r, i in zip(kvm_vcpus(q, providers=[{"provider": "kvm", "names": ["exits", "blocking"]}]),
-                    range(NVCPUS)):
+    filtered = kvm_vcpus(q, providers=[{"provider": "kvm", "names": ["exits", "blocking"]}])
+    assert len(filtered) == NVCPUS
+    for i, r in enumerate(filtered):
         f = M.read(i)
         assert stats_of(r) == {"exits": f.get("exits"), "blocking": f.get("blocking") != 0}
     assert stats_of(kvm_vcpus(q)[2])["exits"] == U64_MAX
