@@ -4,21 +4,29 @@
  * uv_loop_t, then torn down without leaks.  Build it against an installed
  * libqstats with
  *     cc embed.c $(pkg-config --cflags --libs qstats) -o embed
- * A real VMM passes the fds of its own VM (KVM_GET_STATS_FD on the VM and
- * on each vCPU fd); this example borrows the library's micro-VM for them.
+ * A real VMM hands the kvm provider the stats fds of its own VM
+ * (KVM_GET_STATS_FD on the VM fd and on each vCPU fd).  This example has no
+ * VM, so it opens the files of a VM recorded in that format instead, laid
+ * out as `qstatsd --recorded` reads them: STATS_DIR/vm.bin and
+ * STATS_DIR/vcpu0.bin, vcpu1.bin ... (tests/fixtures/recorded-linux-6.18).
+ * The files are read at every query, so rewriting one is seen live.
  *
- * Usage: embed QMP_SOCKET [HMP_SOCKET [METRICS_HOST:PORT]]
+ * Usage: embed STATS_DIR QMP_SOCKET [HMP_SOCKET [METRICS_HOST:PORT]]
  * Stops on the QMP/HMP quit command or on SIGINT/SIGTERM.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <qstats.h>
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 typedef struct vmm {
     uv_loop_t loop;
     uv_signal_t sigint, sigterm;
     qs_registry *reg;
     qs_kvm_provider *kvm;
-    qs_microvm *vm;
     qs_balloon *balloon;
     qs_hmp *hmp;
     qs_hmp_console *console;
@@ -31,27 +39,28 @@ typedef struct vmm {
 static void on_quit(void *opaque) { uv_stop(&((vmm *)opaque)->loop); }
 static void on_signal(uv_signal_t *h, int sig) { (void)sig; uv_stop(h->loop); }
 
-static bool fail(qs_error *err)
+/* The VM's stats fd, then vCPU N's for N = 0, 1, ... while STATS_DIR/vcpuN.bin
+ * exists, vCPU N under QEMU's QOM path for cpu-index N.  A real VMM gets
+ * the fds from KVM_GET_STATS_FD on its VM and vCPU fds instead of open().
+ * The provider takes an fd on success only. */
+static bool add_kvm(vmm *v, const char *dir, qs_error **errp)
 {
-    fprintf(stderr, "embed: %s\n", err->msg);
+    char file[PATH_MAX], path[QS_VCPU_PATH_MAX];
+    qs_error *err = NULL;
+    for (int i = -1; !err; i++) {
+        snprintf(file, sizeof(file), i < 0 ? "%s/vm.bin" : "%s/vcpu%d.bin", dir, i);
+        int fd = open(file, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT && i > 0)
+            return true;
+        if (fd < 0)
+            qs_error_setg(&err, "%s", strerror(errno));
+        else if (i < 0 ? !qs_kvm_provider_set_vm(v->kvm, fd, &err)
+                       : !qs_kvm_provider_add_vcpu(v->kvm, qs_vcpu_qom_path(i, path), fd, &err))
+            close(fd);
+    }
+    qs_error_setg(errp, "%s: %s", file, err->msg);
     qs_error_free(err);
     return false;
-}
-
-/* Hands the VM's stats fds to the kvm provider, under QEMU's QOM paths. */
-static bool add_kvm(vmm *v, unsigned nvcpus, qs_error **errp)
-{
-    int fd = qs_microvm_vm_stats_fd(v->vm, errp);
-    if (fd < 0 || !qs_kvm_provider_set_vm(v->kvm, fd, errp))
-        return false;
-    for (unsigned i = 0; i < nvcpus; i++) {
-        char path[64];
-        snprintf(path, sizeof(path), "/machine/unattached/device[%u]", i);
-        if ((fd = qs_microvm_vcpu_stats_fd(v->vm, i, errp)) < 0 ||
-            !qs_kvm_provider_add_vcpu(v->kvm, path, fd, errp))
-            return false;
-    }
-    return true;
 }
 
 static bool start(vmm *v, int argc, char **argv, qs_error **errp)
@@ -59,22 +68,22 @@ static bool start(vmm *v, int argc, char **argv, qs_error **errp)
     char spec[256];
     v->reg = qs_registry_new();
     v->kvm = qs_kvm_provider_new(v->reg);
-    if (!(v->vm = qs_microvm_new(2, errp)) || !add_kvm(v, 2, errp))
+    if (!add_kvm(v, argv[1], errp))
         return false;
-    v->balloon = qs_balloon_new(&v->loop, v->reg, qs_microvm_mem_size(v->vm));
+    v->balloon = qs_balloon_new(&v->loop, v->reg, 128u << 20);    /* the guest's RAM */
     v->hmp = qs_hmp_new(&(qs_hmp_config){ .reg = v->reg, .balloon = v->balloon,
                                           .on_quit = on_quit, .opaque = v });
     v->qmp = qs_qmp_new(&v->loop, &(qs_qmp_config){ .reg = v->reg, .kvm = v->kvm,
                             .balloon = v->balloon, .hmp = v->hmp, .name = "embedded",
                             .on_quit = on_quit, .opaque = v }, errp);
-    snprintf(spec, sizeof(spec), "unix:%s", argv[1]);
+    snprintf(spec, sizeof(spec), "unix:%s", argv[2]);
     if (!v->qmp || !qs_qmp_listen(v->qmp, spec, false, errp))
         return false;
-    snprintf(spec, sizeof(spec), "unix:%s", argc > 2 ? argv[2] : "");
-    if (argc > 2 && !(v->console = qs_hmp_console_new(&v->loop, v->hmp, spec, errp)))
+    snprintf(spec, sizeof(spec), "unix:%s", argc > 3 ? argv[3] : "");
+    if (argc > 3 && !(v->console = qs_hmp_console_new(&v->loop, v->hmp, spec, errp)))
         return false;
-    if (argc > 3 && !(v->exporter = qs_exporter_new(&v->loop, &(qs_exporter_config){
-                          .reg = v->reg, .vm_name = "embedded" }, argv[3], false, errp)))
+    if (argc > 4 && !(v->exporter = qs_exporter_new(&v->loop, &(qs_exporter_config){
+                          .reg = v->reg, .vm_name = "embedded" }, argv[4], false, errp)))
         return false;
     if (v->exporter)
         printf("metrics on port %d\n", qs_exporter_port(v->exporter));
@@ -87,8 +96,8 @@ int main(int argc, char **argv)
 {
     vmm v = { 0 };
     qs_error *err = NULL;
-    if (argc < 2 || argc > 4) {
-        fprintf(stderr, "usage: embed QMP_SOCKET [HMP_SOCKET [METRICS_HOST:PORT]]\n");
+    if (argc < 3 || argc > 5) {
+        fprintf(stderr, "usage: embed STATS_DIR QMP_SOCKET [HMP_SOCKET [METRICS_HOST:PORT]]\n");
         return 2;
     }
     uv_loop_init(&v.loop);
@@ -96,9 +105,12 @@ int main(int argc, char **argv)
     uv_signal_init(&v.loop, &v.sigterm);
     uv_signal_start(&v.sigint, on_signal, SIGINT);
     uv_signal_start(&v.sigterm, on_signal, SIGTERM);
-    bool ok = start(&v, argc, argv, &err) || fail(err);
+    bool ok = start(&v, argc, argv, &err);
     if (ok)
         uv_run(&v.loop, UV_RUN_DEFAULT);
+    else
+        fprintf(stderr, "embed: %s\n", err->msg);
+    qs_error_free(err);
 
     /* Servers close their handles; one more loop run releases them. */
     qs_exporter_free(v.exporter);
@@ -110,7 +122,6 @@ int main(int argc, char **argv)
     uv_run(&v.loop, UV_RUN_DEFAULT);
     qs_hmp_free(v.hmp);
     qs_kvm_provider_free(v.kvm);
-    qs_microvm_free(v.vm);
     qs_registry_free(v.reg);
     return uv_loop_close(&v.loop) == 0 && ok ? 0 : 1;
 }

@@ -3,9 +3,12 @@ into a temporary prefix, check what lands there (programs that run from
 the prefix, libqstats with its SONAME, headers, qstats.pc, the systemd
 unit), then compile examples/embed.c from a copy outside the source tree
 with nothing but `pkg-config --cflags --libs qstats`, run it against the
-installed libqstats and check that it serves QMP, HMP and metrics and
-exits cleanly, with no leak (LeakSanitizer in the ASan build, valgrind
-otherwise, when installed)."""
+installed libqstats on a copy of the recorded VM (the stats files a VMM
+would get from KVM_GET_STATS_FD; tests/fixtures/recorded-linux-6.18) and
+check that it serves their values over QMP, HMP and metrics, follows their
+rewrites, refuses a malformed file naming it, and exits cleanly with no
+leak (LeakSanitizer in the ASan build, valgrind otherwise, when installed).
+Nothing here needs /dev/kvm."""
 import atexit
 import os
 import re
@@ -17,7 +20,7 @@ import tempfile
 import time
 import urllib.request
 
-from qstest import BUILD, QMP, need_kvm, run_module, skip
+from qstest import BUILD, QMP, RECORDED, recording, run_module
 
 SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 HEADERS = ["qstats.h", "qs-core.h", "qs-kvm.h", "qs-balloon.h", "qs-qmp.h", "qs-hmp.h",
@@ -32,9 +35,7 @@ def cmake_cache(key):
     return ""
 
 
-for tool in ("cmake", "pkg-config", "readelf"):
-    if not shutil.which(tool):
-        skip(f"{tool} is not installed")
+MISSING = [t for t in ("cmake", "pkg-config", "readelf") if not shutil.which(t)]
 ASAN = cmake_cache("QS_SANITIZE").upper() in ("ON", "1", "TRUE", "YES")
 # The build's own compiler: an ASan libqstats needs the same sanitizer runtime.
 CC = cmake_cache("CMAKE_C_COMPILER") or "cc"
@@ -52,13 +53,20 @@ def run(cmd, **kw):
     return r.stdout
 
 
+def install():
+    """cmake --install this build into PREFIX, once."""
+    assert not MISSING, f"{MISSING} not installed (scripts/deps.sh installs them)"
+    if not os.path.isdir(PREFIX):
+        run(["cmake", "--install", BUILD, "--prefix", PREFIX])
+
+
 def pkg_config(*args):
     env = dict(os.environ, PKG_CONFIG_PATH=PCDIR)
     return run(["pkg-config", *args, "qstats"], env=env).split()
 
 
 def test_install_puts_programs_library_headers_pkgconfig_and_unit_under_the_prefix():
-    run(["cmake", "--install", BUILD, "--prefix", PREFIX])
+    install()
     programs = ["qstatsd", "qstats-guest-agent"]
     if os.path.exists(os.path.join(BUILD, "qstats")):
         programs.append("qstats")
@@ -103,6 +111,7 @@ def build_embed():
     exe = os.path.join(TMP, "embed")
     if os.path.exists(exe):
         return exe
+    install()
     src = os.path.join(TMP, "embed.c")
     shutil.copy(os.path.join(SRC, "examples", "embed.c"), src)
     # An ASan libqstats needs the sanitizer runtime in the program too.
@@ -112,19 +121,28 @@ def build_embed():
     return exe
 
 
+def embed_cmd(*args):
+    cmd = [build_embed(), *args]
+    if VALGRIND:
+        cmd = ["valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite,indirect",
+               "--error-exitcode=99", *cmd]
+    return cmd, dict(os.environ, LD_LIBRARY_PATH=os.path.join(PREFIX, "lib"))
+
+
 class Embedded:
-    def __init__(self, metrics):
-        need_kvm()
+    """examples/embed serving a fresh copy of the recorded VM with nvcpus
+    vCPUs (self.recording, rewritten in place by the test)."""
+
+    def __init__(self, metrics, nvcpus=3):
         self.dir = tempfile.mkdtemp(dir=TMP)
+        self.recording = recording.Recording(
+            recording.make(RECORDED, os.path.join(self.dir, "recording"), nvcpus))
         self.qmp = os.path.join(self.dir, "qmp.sock")
         self.hmp = os.path.join(self.dir, "hmp.sock")
-        cmd = [build_embed(), self.qmp, self.hmp]
+        args = [self.recording.path, self.qmp, self.hmp]
         if metrics:
-            cmd.append("127.0.0.1:0")
-        if VALGRIND:
-            cmd = ["valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite,indirect",
-                   "--error-exitcode=99", *cmd]
-        env = dict(os.environ, LD_LIBRARY_PATH=os.path.join(PREFIX, "lib"))
+            args.append("127.0.0.1:0")
+        cmd, env = embed_cmd(*args)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, env=env)
         self.port = None
@@ -151,38 +169,62 @@ def uses_installed_library(pid):
     return libs and all(p.startswith(PREFIX + "/") for p in libs)
 
 
-def test_embed_built_from_installed_headers_serves_qmp_hmp_metrics_and_quits_cleanly():
-    if not os.path.isdir(PREFIX):
-        skip("install step failed")
+def vcpu_paths(n):
+    return [f"/machine/unattached/device[{i}]" for i in range(n)]
+
+
+def assert_serves_the_files(q, rec):
+    """The VM's and every vCPU's counters equal the recording's files."""
+    vm = {s["name"]: s["value"] for s in q.ok("query-stats", {"target": "vm"})[0]["stats"]}
+    assert vm["mmu_cache_miss"] == rec.load("vm").get("mmu_cache_miss")
+    vcpus = q.ok("query-stats", {"target": "vcpu", "providers": [
+        {"provider": "kvm", "names": ["exits", "halt_exits", "halt_wait_hist"]}]})
+    assert [r["qom-path"] for r in vcpus] == vcpu_paths(rec.nvcpus)
+    for i, r in enumerate(vcpus):
+        f = rec.load(i)
+        assert {s["name"]: s["value"] for s in r["stats"]} == \
+            {n: f.get(n) for n in ("exits", "halt_exits", "halt_wait_hist")}, i
+
+
+def test_embed_built_from_installed_headers_serves_the_recorded_vm_over_qmp_hmp_metrics():
     e = Embedded(metrics=HAVE_MHD)
+    rec = e.recording
     try:
         q = QMP(e.qmp, timeout=30)
         assert uses_installed_library(e.proc.pid), "embed did not load the installed library"
         assert q.ok("query-name") == {"name": "embedded"}
-        vcpus = q.ok("query-stats", {"target": "vcpu"})
-        assert [r["qom-path"] for r in vcpus] == ["/machine/unattached/device[0]",
-                                                   "/machine/unattached/device[1]"]
-        assert q.ok("query-stats", {"target": "vm"})[0]["provider"] == "kvm"
+        assert_serves_the_files(q, rec)
+        before = rec.load(2).get("exits")
+        rec.advance(1.5)                   # read at every query: seen at once
+        rec.update("vm", mmu_cache_miss=rec.load("vm").get("mmu_cache_miss") + 5)
+        assert rec.load(2).get("exits") > before
+        assert_serves_the_files(q, rec)
+        for i in range(rec.nvcpus):
+            assert q.ok("qom-get", {"path": vcpu_paths(rec.nvcpus)[i], "property": "stats-id"}) == \
+                rec.load(i).id
         names = [(s["provider"], s["target"]) for s in q.ok("query-stats-schemas")]
         assert ("kvm", "vcpu") in names and ("balloon", "vm") in names, names
         assert q.ok("qom-get", {"path": "/machine/peripheral-anon/device[0]",
                                 "property": "guest-stats-polling-interval"}) == 0
-        out = q.ok("human-monitor-command", {"command-line": "info stats vcpu"})
-        assert out.startswith("provider: kvm\r\n") and "halt_exits" in out, out
+        out = q.ok("human-monitor-command", {"command-line": "info stats vcpu exits",
+                                             "cpu-index": 2})
+        assert out == f"provider: kvm\r\n    exits (cumulative): {rec.load(2).get('exits')}\r\n"
         with socket.socket(socket.AF_UNIX) as h:
             h.settimeout(30)
             h.connect(e.hmp)
-            h.sendall(b"info stats vm\n")
+            h.sendall(b"info stats vm mmu_cache_miss\n")
+            want = f"mmu_cache_miss (cumulative): {rec.load('vm').get('mmu_cache_miss')}".encode()
             text = b""
-            while b"mmu_cache_miss" not in text:
+            while want not in text:
                 chunk = h.recv(65536)
                 assert chunk, text
                 text += chunk
         if e.port:
             body = urllib.request.urlopen(f"http://127.0.0.1:{e.port}/metrics",
                                           timeout=30).read().decode()
-            assert re.search(r'^qstats_kvm_vcpu_halt_exits_total\{vm="embedded",vcpu="1"\}',
-                             body, re.M), body[:1000]
+            m = re.search(r'^qstats_kvm_vcpu_halt_exits_total\{vm="embedded",vcpu="2"\} (\d+)$',
+                          body, re.M)
+            assert m and int(m.group(1)) == rec.load(2).get("halt_exits"), body[:1000]
         assert q.cmd("quit") == {"return": {}}
     except BaseException:
         e.proc.kill()
@@ -191,14 +233,30 @@ def test_embed_built_from_installed_headers_serves_qmp_hmp_metrics_and_quits_cle
 
 
 def test_embed_stops_cleanly_on_sigterm():
-    if not os.path.isdir(PREFIX):
-        skip("install step failed")
-    e = Embedded(metrics=False)
+    e = Embedded(metrics=False, nvcpus=2)
     q = QMP(e.qmp, timeout=30)
     assert len(q.ok("query-stats", {"target": "vcpu"})) == 2
     time.sleep(0.1)
     e.proc.send_signal(signal.SIGTERM)
     e.finish()
+
+
+def test_embed_refuses_a_missing_or_malformed_stats_file_naming_it_and_exits_1():
+    d = tempfile.mkdtemp(dir=TMP)
+    rec = recording.make(RECORDED, os.path.join(d, "recording"), 2)
+    with open(os.path.join(rec, "vcpu1.bin"), "r+b") as f:
+        f.truncate(100)                        # inside the descriptors
+    qmp = os.path.join(d, "qmp.sock")
+    cases = [(rec, f"embed: {rec}/vcpu1.bin: KVM stats: failed to read stats descriptors: "),
+             (os.path.join(d, "nothing"), f"embed: {d}/nothing/vm.bin: No such file or directory\n")]
+    for stats_dir, message in cases:
+        cmd, env = embed_cmd(stats_dir, qmp)
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+        assert (r.returncode, r.stdout) == (1, ""), (stats_dir, r)
+        assert message in r.stderr, (message, r.stderr)
+        for bad in ("ERROR: LeakSanitizer", "ERROR: AddressSanitizer", "runtime error:"):
+            assert bad not in r.stderr, r.stderr
+        assert not os.path.exists(qmp)
 
 
 if __name__ == "__main__":
