@@ -23,7 +23,15 @@ struct qs_object {
     qs_object *next;
 };
 
+typedef struct qs_vcpu_entry {
+    char *path;
+    unsigned refs;            /* providers with data for this vCPU */
+    long tid;                 /* host thread, 0 when unknown */
+} qs_vcpu_entry;
+
 struct qs_registry {
+    qs_vcpu_entry *vcpus;     /* natural order of path */
+    size_t nvcpus, cap_vcpus;
     qs_provider_entry *head;
     char **names;             /* StatsProvider values: built-ins, then registered */
     size_t nnames;
@@ -32,5 +40,6 @@ struct qs_registry {
 };
 
 void qs_registry_objects_free(qs_registry *reg);
+void qs_registry_vcpus_free(qs_registry *reg);
 
 #endif

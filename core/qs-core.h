@@ -276,6 +276,29 @@ bool qs_registry_query_stats(qs_registry *reg, const qs_filter *f,
 bool qs_registry_query_schemas(qs_registry *reg, const char *provider,
                                qs_schemas *out, qs_error **errp);
 
+/* ---- vCPUs ------------------------------------------------------------ */
+
+/* The QOM path of cpu-index N, as QEMU's x86 machines give it:
+ * "/machine/unattached/device[N]", written into buf. */
+#define QS_VCPU_PATH_MAX 48
+#define QS_VCPU_INDEX_MAX 65535
+const char *qs_vcpu_qom_path(unsigned index, char buf[QS_VCPU_PATH_MAX]);
+/* The cpu-index of such a path, or -1 for any other path. */
+long qs_vcpu_index(const char *qom_path);
+
+/* The vCPUs known to the registry: a provider references a vCPU's path
+ * while it has data for it (the first reference adds it, the last removes
+ * it), so that the monitor and query-cpus-fast list vCPUs without knowing
+ * the providers.  Listed in natural path order. */
+void qs_registry_vcpu_ref(qs_registry *reg, const char *path);
+void qs_registry_vcpu_unref(qs_registry *reg, const char *path);
+/* The vCPU's host thread id (0: unknown), for query-cpus-fast. */
+void qs_registry_vcpu_set_thread(qs_registry *reg, const char *path, long tid);
+size_t qs_registry_vcpu_count(const qs_registry *reg);
+const char *qs_registry_vcpu_path(const qs_registry *reg, size_t i);
+long qs_registry_vcpu_thread(const qs_registry *reg, size_t i);
+bool qs_registry_vcpu_known(const qs_registry *reg, const char *path);
+
 /* ---- small helpers shared by the modules ------------------------------- */
 
 /* Growable byte buffer (also used as a string builder). */

@@ -47,62 +47,25 @@ void qs_hmp_monitor_free(qs_hmp_monitor *m)
     free(m);
 }
 
-/* Paths of the vCPU objects, in registry order. */
-static char **list_vcpus(qs_registry *reg, size_t *n)
-{
-    qs_prop_info *props = NULL;
-    size_t nprops = 0;
-    char **v = NULL;
-
-    *n = 0;
-    if (!qs_registry_qom_list(reg, QS_HMP_VCPU_DIR, &props, &nprops, NULL))
-        return NULL;
-    v = qs_calloc(nprops + 1, sizeof(char *));
-    for (size_t i = 0; i < nprops; i++)
-        if (strcmp(props[i].type, "child<" QS_HMP_VCPU_TYPE ">") == 0)
-            v[(*n)++] = qs_strdup_printf(QS_HMP_VCPU_DIR "/%s", props[i].name);
-    qs_prop_info_free(props, nprops);
-    return v;
-}
-
-static bool is_vcpu(qs_registry *reg, const char *path)
-{
-    size_t n;
-    char **v = list_vcpus(reg, &n);
-    bool found = false;
-    for (size_t i = 0; i < n && !found; i++)
-        found = strcmp(v[i], path) == 0;
-    qs_hmp_strv_free(v);
-    return found;
-}
-
 char *qs_hmp_current_cpu(qs_hmp_monitor *m)
 {
-    size_t n;
-    char **v = list_vcpus(m->h->cfg.reg, &n);
-    char *cur = NULL;
-
-    for (size_t i = 0; i < n && !cur && m->cpu_path; i++)
-        if (strcmp(v[i], m->cpu_path) == 0)
-            cur = qs_strdup(v[i]);
+    qs_registry *reg = m->h->cfg.reg;
     /* Like QEMU's monitor: a CPU that went away falls back to the first. */
-    if (!cur && n)
-        cur = qs_strdup(v[0]);
-    qs_hmp_strv_free(v);
-    return cur;
+    if (m->cpu_path && qs_registry_vcpu_known(reg, m->cpu_path))
+        return qs_strdup(m->cpu_path);
+    const char *first = qs_registry_vcpu_path(reg, 0);
+    return first ? qs_strdup(first) : NULL;
 }
 
+/* `cpu N` and cpu-index: the vCPU at QEMU's path for cpu-index N. */
 static bool set_cpu(qs_hmp_monitor *m, int64_t index)
 {
-    if (index < 0)
+    char path[QS_VCPU_PATH_MAX];
+    if (index < 0 || index > QS_VCPU_INDEX_MAX ||
+        !qs_registry_vcpu_known(m->h->cfg.reg, qs_vcpu_qom_path((unsigned)index, path)))
         return false;
-    char *path = qs_strdup_printf(QS_HMP_VCPU_DIR "/device[%lld]", (long long)index);
-    if (!is_vcpu(m->h->cfg.reg, path)) {
-        free(path);
-        return false;
-    }
     free(m->cpu_path);
-    m->cpu_path = path;
+    m->cpu_path = qs_strdup(path);
     return true;
 }
 

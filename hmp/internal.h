@@ -92,10 +92,6 @@ struct qs_hmp_monitor {
     bool quit;            /* quit ran: a console reads no further line */
 };
 
-/* The object type vCPU objects are registered with. */
-#define QS_HMP_VCPU_TYPE "kvm-vcpu"
-#define QS_HMP_VCPU_DIR "/machine/unattached"
-
 /* QOM path of the monitor's current CPU (falls back to the first vCPU when
  * none was chosen or the chosen one is gone); NULL if there is no vCPU. */
 char *qs_hmp_current_cpu(qs_hmp_monitor *m);

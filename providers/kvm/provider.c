@@ -6,7 +6,6 @@
  * the results arena; stats then point into it, so nothing is allocated per
  * stat and nothing is copied.
  */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,6 +107,8 @@ static void source_clear(qs_kvm_provider *p, kvm_source *src)
 {
     if (src->obj)
         qs_registry_remove_object(p->reg, src->obj);
+    if (src->qom_path)
+        qs_registry_vcpu_unref(p->reg, src->qom_path);
     qs_kvm_stats_file_close(src->file);
     free(src->qom_path);
     memset(src, 0, sizeof(*src));
@@ -185,6 +186,7 @@ bool qs_kvm_provider_add_vcpu(qs_kvm_provider *p, const char *qom_path, int fd,
     src->file = f;
     src->qom_path = qs_strdup(qom_path);
     src->obj = qs_registry_add_object(p->reg, qom_path, "kvm-vcpu", vcpu_props, 1, src);
+    qs_registry_vcpu_ref(p->reg, qom_path);
     size_t at = p->nvcpus;
     while (at > 0 && strverscmp(p->vcpus[at - 1]->qom_path, qom_path) > 0)
         at--;
@@ -208,17 +210,4 @@ bool qs_kvm_provider_remove_vcpu(qs_kvm_provider *p, const char *qom_path,
     memmove(&p->vcpus[i], &p->vcpus[i + 1], (p->nvcpus - (size_t)i - 1) * sizeof(*p->vcpus));
     p->nvcpus--;
     return true;
-}
-
-size_t qs_kvm_provider_vcpu_count(const qs_kvm_provider *p) { return p->nvcpus; }
-
-const char *qs_vcpu_qom_path(unsigned i, char buf[QS_VCPU_PATH_MAX])
-{
-    snprintf(buf, QS_VCPU_PATH_MAX, "/machine/unattached/device[%u]", i);
-    return buf;
-}
-
-const char *qs_kvm_provider_vcpu_path(const qs_kvm_provider *p, size_t i)
-{
-    return i < p->nvcpus ? p->vcpus[i]->qom_path : NULL;
 }

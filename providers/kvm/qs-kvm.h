@@ -63,14 +63,6 @@ bool qs_kvm_provider_add_vcpu(qs_kvm_provider *p, const char *qom_path, int fd,
                               qs_error **errp);
 bool qs_kvm_provider_remove_vcpu(qs_kvm_provider *p, const char *qom_path,
                                  qs_error **errp);
-size_t qs_kvm_provider_vcpu_count(const qs_kvm_provider *p);
-/* The QOM path of vCPU i as QEMU's x86 machines give it to cpu-index i:
- * "/machine/unattached/device[i]", written into buf. */
-#define QS_VCPU_PATH_MAX 48
-const char *qs_vcpu_qom_path(unsigned i, char buf[QS_VCPU_PATH_MAX]);
-/* QOM path of the i-th registered vCPU (ascending registration order). */
-const char *qs_kvm_provider_vcpu_path(const qs_kvm_provider *p, size_t i);
-
 /* ---- recorded VM (recording.c) ---------------------------------------- */
 
 #define QS_RECORDING_MAX_VCPUS 4096

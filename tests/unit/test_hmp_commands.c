@@ -174,6 +174,7 @@ static int setup(void **state)
     for (int i = 0; i < NVCPUS; i++) {
         snprintf(f->vcpu_path[i], sizeof(f->vcpu_path[i]), "/machine/unattached/device[%d]", i);
         f->vcpu_obj[i] = qs_registry_add_object(f->reg, f->vcpu_path[i], "kvm-vcpu", NULL, 0, f);
+        qs_registry_vcpu_ref(f->reg, f->vcpu_path[i]);
     }
     qs_registry_add_object(f->reg, "/machine/peripheral-anon/device[0]", "virtio-balloon-pci",
                            balloon_props, COUNT(balloon_props), f);
@@ -298,6 +299,7 @@ static void test_removed_cpu_falls_back_to_the_first(void **state)
     fake *f = *state;
     assert_string_equal(run(f, "cpu 1"), "");
     qs_registry_remove_object(f->reg, f->vcpu_obj[1]);
+    qs_registry_vcpu_unref(f->reg, f->vcpu_path[1]);
     f->vcpu_obj[1] = NULL;
     assert_string_equal(run(f, "info stats vcpu exits kvm"), "    exits (cumulative): 1000\r\n");
     assert_string_equal(run(f, "cpu 1"), "invalid CPU index\r\n");
