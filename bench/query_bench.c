@@ -141,7 +141,7 @@ static void env_init(bench_env *e, unsigned nvcpus, bool fixtures)
     e->kvm = qs_kvm_provider_new(e->reg);
     add_vcpus(e, fixtures);
     uv_loop_init(&e->loop);
-    e->qmp = qs_qmp_new(&e->loop, &(qs_qmp_config){ .reg = e->reg, .kvm = e->kvm }, &err);
+    e->qmp = qs_qmp_new(&e->loop, &(qs_qmp_config){ .reg = e->reg }, &err);
     if (!e->qmp)
         die("QMP", err);
     /* A session without a socket: replies accumulate in out. */

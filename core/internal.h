@@ -10,6 +10,8 @@ struct qs_provider_entry {
     char *name;
     qs_stats_fn stats_fn;
     qs_schemas_fn schemas_fn;
+    qs_add_fd_fn add_fd;
+    qs_remove_fd_fn remove_fd;
     void *opaque;
     qs_provider_entry *next;
 };

@@ -255,6 +255,20 @@ qs_provider_entry *qs_registry_add(qs_registry *reg, const char *provider,
                                    qs_stats_fn stats_fn, qs_schemas_fn schemas_fn,
                                    void *opaque, qs_error **errp);
 void qs_registry_remove(qs_registry *reg, qs_provider_entry *entry);
+/* A provider whose sources are handed over as fds (kvm: binary-stats fds;
+ * sched: thread pidfds) takes them through add-stats-fd / remove-stats-fd.
+ * add_fd owns fd only when it succeeds. */
+typedef bool (*qs_add_fd_fn)(void *opaque, qs_target target, const char *qom_path,
+                             int fd, qs_error **errp);
+typedef bool (*qs_remove_fd_fn)(void *opaque, qs_target target, const char *qom_path,
+                                qs_error **errp);
+void qs_provider_set_fd_handlers(qs_provider_entry *entry, qs_add_fd_fn add,
+                                 qs_remove_fd_fn remove);
+/* Hands fd to the first provider of that name that takes fds. */
+bool qs_registry_add_fd(qs_registry *reg, const char *provider, qs_target target,
+                        const char *qom_path, int fd, qs_error **errp);
+bool qs_registry_remove_fd(qs_registry *reg, const char *provider, qs_target target,
+                           const char *qom_path, qs_error **errp);
 /* The StatsProvider values: the built-in names first, then every name
  * registered since, in registration order.  The array stays valid until
  * the next qs_registry_add; `generation` changes whenever it grows. */

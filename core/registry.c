@@ -107,6 +107,36 @@ void qs_registry_remove(qs_registry *reg, qs_provider_entry *entry)
     }
 }
 
+void qs_provider_set_fd_handlers(qs_provider_entry *entry, qs_add_fd_fn add,
+                                 qs_remove_fd_fn remove)
+{
+    entry->add_fd = add;
+    entry->remove_fd = remove;
+}
+
+static qs_provider_entry *fd_taker(qs_registry *reg, const char *provider, qs_error **errp)
+{
+    for (qs_provider_entry *e = reg->head; e; e = e->next)
+        if (e->add_fd && strcmp(e->name, provider) == 0)
+            return e;
+    qs_error_setg(errp, "Provider '%s' does not take stats fds", provider);
+    return NULL;
+}
+
+bool qs_registry_add_fd(qs_registry *reg, const char *provider, qs_target target,
+                        const char *qom_path, int fd, qs_error **errp)
+{
+    qs_provider_entry *e = fd_taker(reg, provider, errp);
+    return e && e->add_fd(e->opaque, target, qom_path, fd, errp);
+}
+
+bool qs_registry_remove_fd(qs_registry *reg, const char *provider, qs_target target,
+                           const char *qom_path, qs_error **errp)
+{
+    qs_provider_entry *e = fd_taker(reg, provider, errp);
+    return e && e->remove_fd(e->opaque, target, qom_path, errp);
+}
+
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);

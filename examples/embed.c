@@ -71,13 +71,12 @@ static bool start(vmm *v, int argc, char **argv, qs_error **errp)
     if (!add_kvm(v, argv[1], errp))
         return false;
     v->balloon = qs_balloon_new(&v->loop, v->reg, 128u << 20);    /* the guest's RAM */
-    v->hmp = qs_hmp_new(&(qs_hmp_config){ .reg = v->reg, .balloon = v->balloon,
-                                          .on_quit = on_quit, .opaque = v });
-    v->qmp = qs_qmp_new(&v->loop, &(qs_qmp_config){ .reg = v->reg, .kvm = v->kvm,
-                            .balloon = v->balloon, .hmp = v->hmp, .name = "embedded",
-                            .on_quit = on_quit, .opaque = v }, errp);
+    v->hmp = qs_hmp_new(&(qs_hmp_config){ .reg = v->reg, .on_quit = on_quit, .opaque = v });
+    v->qmp = qs_qmp_new(&v->loop, &(qs_qmp_config){ .reg = v->reg, .hmp = v->hmp,
+                            .name = "embedded", .on_quit = on_quit, .opaque = v }, errp);
     snprintf(spec, sizeof(spec), "unix:%s", argv[2]);
-    if (!v->qmp || !qs_qmp_listen(v->qmp, spec, false, errp))
+    if (!v->qmp || !qs_balloon_add_commands(v->balloon, v->qmp, v->hmp, errp) ||
+        !qs_qmp_listen(v->qmp, spec, false, errp))
         return false;
     snprintf(spec, sizeof(spec), "unix:%s", argc > 3 ? argv[3] : "");
     if (argc > 3 && !(v->console = qs_hmp_console_new(&v->loop, v->hmp, spec, errp)))

@@ -10,9 +10,10 @@
 #include <string.h>
 
 #include "internal.h"
-#include "qs-balloon.h"
 
 /* ---- interpreter and monitors ----------------------------------------- */
+
+static void add_builtin_commands(qs_hmp *h);
 
 qs_hmp *qs_hmp_new(const qs_hmp_config *cfg)
 {
@@ -20,6 +21,7 @@ qs_hmp *qs_hmp_new(const qs_hmp_config *cfg)
     h->cfg = *cfg;
     qs_results_init(&h->results);
     qs_schemas_init(&h->schemas);
+    add_builtin_commands(h);
     return h;
 }
 
@@ -29,6 +31,8 @@ void qs_hmp_free(qs_hmp *h)
         return;
     qs_results_destroy(&h->results);
     qs_schemas_destroy(&h->schemas);
+    free(h->top.v);
+    free(h->info.v);
     free(h);
 }
 
@@ -80,68 +84,53 @@ bool qs_hmp_monitor_set_cpu(qs_hmp_monitor *m, int64_t index, qs_error **errp)
 
 /* ---- simple commands --------------------------------------------------- */
 
-static void cmd_cpu(qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out)
+static void cmd_cpu(void *opaque, qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out)
 {
     if (!set_cpu(m, qs_hmp_args_int(a, "index")))
         qs_buf_puts(out, "invalid CPU index\n");
 }
 
-static void cmd_quit(qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out)
+static void cmd_quit(void *opaque, qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out)
 {
     m->quit = true;
     if (m->h->cfg.on_quit)
         m->h->cfg.on_quit(m->h->cfg.opaque);
 }
 
-static void cmd_info_version(qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out)
+static void cmd_info_version(void *opaque, qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out)
 {
     /* QEMU prints "<version><package>"; qstats' package is "(qstats)". */
     qs_buf_puts(out, QS_VERSION_STRING " (qstats)\n");
 }
 
-static void cmd_info_balloon(qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out)
-{
-    qs_balloon *b = m->h->cfg.balloon;
-    if (!b) {
-        qs_buf_puts(out, "Error: No balloon device has been activated\n");
-        return;
-    }
-    qs_buf_puts(out, "balloon: actual=");
-    qs_buf_put_u64(out, qs_balloon_actual(b) >> 20);
-    qs_buf_putc(out, '\n');
-}
+static void cmd_help(void *opaque, qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out);
+static void cmd_info(void *opaque, qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out);
 
-static void cmd_help(qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out);
-static void cmd_info(qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out);
+/* ---- the tables ------------------------------------------------------- */
 
-static const qs_hmp_cmd info_cmds[] = {
-    { "balloon", "", "", "show balloon information", cmd_info_balloon, NULL },
+static const qs_hmp_command info_builtin[] = {
     { "stats", "all:-a,bounds:-b,target:s,names:s?,provider:s?",
       "[-a] [-b] target [names] [provider]",
       "show statistics for the given target (vm or vcpu); optionally filter by "
       "name (comma-separated list, or * for all) and provider (-a: every vCPU, "
       "each under its qom-path; -b: histogram buckets with their bounds)",
-      qs_hmp_cmd_info_stats, NULL },
-    { "version", "", "", "show the version of qstats", cmd_info_version, NULL },
-    { NULL, NULL, NULL, NULL, NULL, NULL },
+      qs_hmp_cmd_info_stats },
+    { "version", "", "", "show the version of qstats", cmd_info_version },
 };
 
-static const qs_hmp_cmd top_cmds[] = {
-    { "cpu", "index:i", "index", "set the default CPU", cmd_cpu, NULL },
-    { "help|?", "name:S?", "[cmd]", "show the help", cmd_help, NULL },
+static const qs_hmp_command top_builtin[] = {
+    { "cpu", "index:i", "index", "set the default CPU", cmd_cpu },
+    { "help|?", "name:S?", "[cmd]", "show the help", cmd_help },
     { "info", "item:s?", "[subcommand]",
-      "show various information about the system state", cmd_info, info_cmds },
+      "show various information about the system state", cmd_info },
     { "qom-get", "path:s,property:s", "path property", "print QOM property",
-      qs_hmp_cmd_qom_get, NULL },
-    { "qom-list", "path:s?", "path", "list QOM properties", qs_hmp_cmd_qom_list, NULL },
+      qs_hmp_cmd_qom_get },
+    { "qom-list", "path:s?", "path", "list QOM properties", qs_hmp_cmd_qom_list },
     { "qom-set", "json:-j,path:s,property:s,value:S", "[-j] path property value",
       "set QOM property.\n\t\t\t-j: the value is specified in json format.",
-      qs_hmp_cmd_qom_set, NULL },
-    { "quit|q", "", "", "quit qstats", cmd_quit, NULL },
-    { NULL, NULL, NULL, NULL, NULL, NULL },
+      qs_hmp_cmd_qom_set },
+    { "quit|q", "", "", "quit qstats", cmd_quit },
 };
-
-/* ---- help ------------------------------------------------------------- */
 
 /* "quit|q" matches "quit" and "q". */
 static bool name_matches(const char *names, const char *word, size_t len)
@@ -155,15 +144,48 @@ static bool name_matches(const char *names, const char *word, size_t len)
     return false;
 }
 
-static const qs_hmp_cmd *find_cmd(const qs_hmp_cmd *t, const char *word, size_t len)
+static const qs_hmp_entry *find_cmd(const qs_hmp_table *t, const char *word, size_t len)
 {
-    for (; t->name; t++)
-        if (name_matches(t->name, word, len))
-            return t;
+    for (size_t i = 0; i < t->n; i++)
+        if (name_matches(t->v[i].cmd.name, word, len))
+            return &t->v[i];
     return NULL;
 }
 
-static void help_one(qs_buf *out, char *const *prefix, size_t nprefix, const qs_hmp_cmd *c)
+bool qs_hmp_add_command(qs_hmp *h, bool info, const qs_hmp_command *c, void *opaque,
+                        qs_error **errp)
+{
+    qs_hmp_table *t = info ? &h->info : &h->top;
+    for (const char *s = c->name; *s;) {      /* every alias must be free */
+        size_t n = strcspn(s, "|");
+        if (find_cmd(t, s, n)) {
+            qs_error_setg(errp, "HMP command '%.*s' is already registered", (int)n, s);
+            return false;
+        }
+        s += n + (s[n] == '|');
+    }
+    size_t at = 0;
+    while (at < t->n && strcmp(t->v[at].cmd.name, c->name) < 0)
+        at++;
+    t->v = qs_realloc(t->v, (t->n + 1) * sizeof(*t->v));
+    memmove(&t->v[at + 1], &t->v[at], (t->n - at) * sizeof(*t->v));
+    t->v[at] = (qs_hmp_entry){ .cmd = *c, .opaque = opaque,
+                               .sub = strcmp(c->name, "info") == 0 && !info ? &h->info : NULL };
+    t->n++;
+    return true;
+}
+
+static void add_builtin_commands(qs_hmp *h)
+{
+    for (size_t i = 0; i < sizeof(top_builtin) / sizeof(top_builtin[0]); i++)
+        qs_hmp_add_command(h, false, &top_builtin[i], NULL, NULL);
+    for (size_t i = 0; i < sizeof(info_builtin) / sizeof(info_builtin[0]); i++)
+        qs_hmp_add_command(h, true, &info_builtin[i], NULL, NULL);
+}
+
+/* ---- help ------------------------------------------------------------- */
+
+static void help_one(qs_buf *out, char *const *prefix, size_t nprefix, const qs_hmp_command *c)
 {
     for (size_t i = 0; i < nprefix; i++)
         qs_buf_printf(out, "%s ", prefix[i]);
@@ -171,18 +193,19 @@ static void help_one(qs_buf *out, char *const *prefix, size_t nprefix, const qs_
 }
 
 /* QEMU's help_cmd_dump: descend while words name commands with subtables. */
-static void help_dump(qs_buf *out, const qs_hmp_cmd *t, char *const *words, size_t n, size_t i)
+static void help_dump(qs_buf *out, const qs_hmp_table *t, char *const *words, size_t n,
+                      size_t i)
 {
     if (i >= n) {
-        for (; t->name; t++)
-            help_one(out, words, i, t);
+        for (size_t k = 0; k < t->n; k++)
+            help_one(out, words, i, &t->v[k].cmd);
         return;
     }
-    const qs_hmp_cmd *c = find_cmd(t, words[i], strlen(words[i]));
+    const qs_hmp_entry *c = find_cmd(t, words[i], strlen(words[i]));
     if (c && c->sub) {
         help_dump(out, c->sub, words, n, i + 1);
     } else if (c) {
-        help_one(out, words, i, c);
+        help_one(out, words, i, &c->cmd);
     } else {
         qs_buf_puts(out, "unknown command: '");
         for (size_t k = 0; k <= i; k++)
@@ -190,7 +213,7 @@ static void help_dump(qs_buf *out, const qs_hmp_cmd *t, char *const *words, size
     }
 }
 
-static void cmd_help(qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out)
+static void cmd_help(void *opaque, qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out)
 {
     const char *p = qs_hmp_args_str(a, "name");
     char **words = NULL;
@@ -202,22 +225,23 @@ static void cmd_help(qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out)
         words[n++] = w;
         words[n] = NULL;
     }
-    help_dump(out, top_cmds, words, n, 0);
+    help_dump(out, &m->h->top, words, n, 0);
     qs_hmp_strv_free(words);
 }
 
-static void cmd_info(qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out)
+static void cmd_info(void *opaque, qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out)
 {
     char info[] = "info";
     char *words[] = { info };
-    help_dump(out, info_cmds, words, 1, 1);
+    help_dump(out, &m->h->info, words, 1, 1);
 }
 
 /* ---- dispatch --------------------------------------------------------- */
 
 static void run_line(qs_hmp_monitor *m, const char *line, qs_buf *out)
 {
-    const qs_hmp_cmd *t = top_cmds, *c = NULL;
+    const qs_hmp_table *t = &m->h->top;
+    const qs_hmp_entry *c = NULL;
     const char *p = line;
 
     for (;;) {
@@ -242,8 +266,8 @@ static void run_line(qs_hmp_monitor *m, const char *line, qs_buf *out)
         return;
 
     qs_hmp_args args;
-    if (qs_hmp_parse_args(c->name, c->args, p, &args, out)) {
-        c->fn(m, &args, out);
+    if (qs_hmp_parse_args(c->cmd.name, c->cmd.args, p, &args, out)) {
+        c->cmd.fn(c->opaque, m, &args, out);
     } else {
         size_t len = (size_t)(p - line);
         while (len && isspace((unsigned char)line[len - 1]))

@@ -46,10 +46,6 @@ typedef struct qs_hmp_args {
 bool qs_hmp_parse_args(const char *cmd, const char *spec, const char *p,
                        qs_hmp_args *out, qs_buf *err);
 void qs_hmp_args_free(qs_hmp_args *a);
-/* NULL when absent. */
-const char *qs_hmp_args_str(const qs_hmp_args *a, const char *key);
-bool qs_hmp_args_flag(const qs_hmp_args *a, const char *key);
-int64_t qs_hmp_args_int(const qs_hmp_args *a, const char *key);
 
 /* Splits s at every ',' keeping empty items, as g_strsplit(s, ",", -1).
  * Returns a NULL-terminated vector; free with qs_hmp_strv_free. */
@@ -80,8 +76,22 @@ void qs_hmp_json_pretty(qs_buf *out, const char *json, size_t len);
 
 /* ---- interpreter ------------------------------------------------------- */
 
+/* A command table: the top level, or the subcommands of `info`.  Kept
+ * sorted by name, which is the order help lists them in. */
+typedef struct qs_hmp_entry {
+    qs_hmp_command cmd;
+    void *opaque;
+    const struct qs_hmp_table *sub;   /* "info": its subcommands */
+} qs_hmp_entry;
+
+typedef struct qs_hmp_table {
+    qs_hmp_entry *v;
+    size_t n;
+} qs_hmp_table;
+
 struct qs_hmp {
     qs_hmp_config cfg;
+    qs_hmp_table top, info;
     qs_results results;   /* reused by every query: one loop, one query at a time */
     qs_schemas schemas;
 };
@@ -96,21 +106,13 @@ struct qs_hmp_monitor {
  * none was chosen or the chosen one is gone); NULL if there is no vCPU. */
 char *qs_hmp_current_cpu(qs_hmp_monitor *m);
 
-typedef struct qs_hmp_cmd {
-    const char *name;      /* "quit|q": aliases separated by '|' */
-    const char *args;      /* QEMU args_type */
-    const char *params;    /* shown by help */
-    const char *help;
-    void (*fn)(qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out);
-    const struct qs_hmp_cmd *sub;   /* "info": its subcommand table */
-} qs_hmp_cmd;
-
 /* qom.c */
-void qs_hmp_cmd_qom_list(qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out);
-void qs_hmp_cmd_qom_get(qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out);
-void qs_hmp_cmd_qom_set(qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out);
+void qs_hmp_cmd_qom_list(void *opaque, qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out);
+void qs_hmp_cmd_qom_get(void *opaque, qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out);
+void qs_hmp_cmd_qom_set(void *opaque, qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out);
 
 /* stats.c */
-void qs_hmp_cmd_info_stats(qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out);
+void qs_hmp_cmd_info_stats(void *opaque, qs_hmp_monitor *m, const qs_hmp_args *a,
+                           qs_buf *out);
 
 #endif

@@ -18,7 +18,7 @@ static void print_error(qs_buf *out, qs_error *err)
     qs_error_free(err);
 }
 
-void qs_hmp_cmd_qom_list(qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out)
+void qs_hmp_cmd_qom_list(void *opaque, qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out)
 {
     const char *path = qs_hmp_args_str(a, "path");
     qs_prop_info *props;
@@ -38,7 +38,7 @@ void qs_hmp_cmd_qom_list(qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out)
     qs_prop_info_free(props, n);
 }
 
-void qs_hmp_cmd_qom_get(qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out)
+void qs_hmp_cmd_qom_get(void *opaque, qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out)
 {
     qs_buf json;
     qs_jw w;
@@ -163,7 +163,7 @@ static bool convert_json(const char *s, qs_input *in, json_t **keep, qs_error **
     return true;
 }
 
-void qs_hmp_cmd_qom_set(qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out)
+void qs_hmp_cmd_qom_set(void *opaque, qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out)
 {
     qs_registry *reg = m->h->cfg.reg;
     const char *path = qs_hmp_args_str(a, "path");

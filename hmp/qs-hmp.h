@@ -19,16 +19,12 @@
 #include <uv.h>
 #include "qs-core.h"
 
-/* Provided by providers/balloon: uint64_t qs_balloon_actual(const qs_balloon *b)
- * returns the balloon size in bytes. */
-typedef struct qs_balloon qs_balloon;
 
 typedef struct qs_hmp qs_hmp;
 typedef struct qs_hmp_monitor qs_hmp_monitor;
 
 typedef struct qs_hmp_config {
     qs_registry *reg;
-    qs_balloon *balloon;            /* may be NULL: info balloon then fails */
     /* The quit command.  It may close consoles at once, but must not free
      * the qs_hmp while the command runs (defer that to the loop). */
     void (*on_quit)(void *opaque);
@@ -45,6 +41,34 @@ void qs_hmp_monitor_free(qs_hmp_monitor *m);
 bool qs_hmp_monitor_set_cpu(qs_hmp_monitor *m, int64_t index, qs_error **errp);
 /* Runs one command line and appends its output, every line ending "\r\n". */
 void qs_hmp_execute(qs_hmp_monitor *m, const char *line, qs_buf *out);
+
+/* ---- commands added by modules ----------------------------------------- */
+
+/* The parsed arguments of one command line. */
+typedef struct qs_hmp_args qs_hmp_args;
+/* NULL (false, 0) when absent. */
+const char *qs_hmp_args_str(const qs_hmp_args *a, const char *key);
+bool qs_hmp_args_flag(const qs_hmp_args *a, const char *key);
+int64_t qs_hmp_args_int(const qs_hmp_args *a, const char *key);
+
+/* Appends the command's output to out, each line ending in "\n". */
+typedef void (*qs_hmp_command_fn)(void *opaque, qs_hmp_monitor *m, const qs_hmp_args *a,
+                                  qs_buf *out);
+
+/* A command as QEMU's monitor describes one; the strings must outlive the
+ * qs_hmp. */
+typedef struct qs_hmp_command {
+    const char *name;      /* "quit|q": aliases separated by '|' */
+    const char *args;      /* QEMU args_type: "key:s", "key:s?", "key:S", "key:i", "flag:-f" */
+    const char *params;    /* shown by help: "[-f] path" */
+    const char *help;
+    qs_hmp_command_fn fn;
+} qs_hmp_command;
+
+/* Adds a top-level command, or (info true) an `info` subcommand.  A name
+ * already taken is refused. */
+bool qs_hmp_add_command(qs_hmp *h, bool info, const qs_hmp_command *c, void *opaque,
+                        qs_error **errp);
 
 /* The prompt of the consoles. */
 #define QS_HMP_PROMPT "(qstats) "

@@ -59,7 +59,7 @@ static void query_free(stats_query *q)
     free(q->cpu);
 }
 
-void qs_hmp_cmd_info_stats(qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out)
+void qs_hmp_cmd_info_stats(void *opaque, qs_hmp_monitor *m, const qs_hmp_args *a, qs_buf *out)
 {
     const char *tstr = qs_hmp_args_str(a, "target");
     const char *names = qs_hmp_args_str(a, "names");

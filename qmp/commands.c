@@ -10,9 +10,7 @@
 #include <unistd.h>
 
 #include "internal.h"
-#include "qs-balloon.h"
 #include "qs-hmp.h"
-#include "qs-kvm.h"
 
 #define DUMP_FLAGS (JSON_ENCODE_ANY | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER)
 
@@ -326,7 +324,7 @@ static bool cmd_qom_set(qs_qmp_session *s, const json_t *args, qs_jw *ret,
     return true;
 }
 
-/* ---- human monitor, balloon -------------------------------------------- */
+/* ---- human monitor ----------------------------------------------------- */
 
 static bool cmd_human_monitor_command(qs_qmp_session *s, const json_t *args, qs_jw *ret,
                                       qs_error **errp)
@@ -354,21 +352,6 @@ static bool cmd_human_monitor_command(qs_qmp_session *s, const json_t *args, qs_
     return true;
 }
 
-static bool cmd_query_balloon(qs_qmp_session *s, const json_t *args, qs_jw *ret,
-                              qs_error **errp)
-{
-    qs_balloon *b = s->server->cfg.balloon;
-    if (!b) {
-        qs_error_set(errp, QS_ERR_DEVICE_NOT_ACTIVE, "No balloon device has been activated");
-        return false;
-    }
-    qs_jw_begin_object(ret);
-    qs_jw_key(ret, "actual");
-    qs_jw_u64(ret, qs_balloon_actual(b));
-    qs_jw_end_object(ret);
-    return true;
-}
-
 /* ---- fd passing (getfd.c) ---------------------------------------------- */
 
 bool qs_qmp_cmd_getfd(qs_qmp_session *s, const json_t *args, qs_jw *ret, qs_error **errp);
@@ -379,12 +362,13 @@ bool qs_qmp_cmd_remove_stats_fd(qs_qmp_session *s, const json_t *args, qs_jw *re
 static const struct {
     const char *name;
     qs_qmp_cmd_fn fn;
-} handlers[] = {
+} builtin[] = {
     { "qmp_capabilities", cmd_qmp_capabilities },
     { "query-version", cmd_query_version },
     { "query-commands", cmd_query_commands },
     { "query-qmp-schema", cmd_query_qmp_schema },
     { "query-name", cmd_query_name },
+    { "query-status", cmd_query_status },
     { "quit", cmd_quit },
     { "query-stats", cmd_query_stats },
     { "query-stats-schemas", cmd_query_stats_schemas },
@@ -392,18 +376,16 @@ static const struct {
     { "qom-get", cmd_qom_get },
     { "qom-set", cmd_qom_set },
     { "human-monitor-command", cmd_human_monitor_command },
-    { "query-balloon", cmd_query_balloon },
-    { "query-status", cmd_query_status },
     { "getfd", qs_qmp_cmd_getfd },
     { "closefd", qs_qmp_cmd_closefd },
     { "add-stats-fd", qs_qmp_cmd_add_stats_fd },
     { "remove-stats-fd", qs_qmp_cmd_remove_stats_fd },
 };
 
-qs_qmp_cmd_fn qs_qmp_find_handler(const char *name)
+bool qs_qmp_add_builtin_commands(qs_qmp *q, qs_error **errp)
 {
-    for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
-        if (strcmp(handlers[i].name, name) == 0)
-            return handlers[i].fn;
-    return NULL;
+    for (size_t i = 0; i < sizeof(builtin) / sizeof(builtin[0]); i++)
+        if (!qs_qmp_add_session_command(q, builtin[i].name, builtin[i].fn, errp))
+            return false;
+    return true;
 }

@@ -1,17 +1,17 @@
 /*
  * getfd.c - file descriptors over QMP: getfd/closefd keep fds received with
  * SCM_RIGHTS in the session's table under a name, as QEMU does, and
- * add-stats-fd hands a named fd to the kvm provider, which validates it as
- * a KVM binary-stats file before anything reads it.  This is how a VMM
- * other than qstatsd's own micro-VM gets its VM into query-stats (the
- * kernel lets only the owning process call KVM_GET_STATS_FD).
+ * add-stats-fd hands a named fd to the provider named in the request (kvm
+ * validates it as a KVM binary-stats file, sched as a thread pidfd) before
+ * anything reads it.  This is how a VMM other than qstatsd's own micro-VM
+ * gets its VM into query-stats (the kernel lets only the owning process
+ * call KVM_GET_STATS_FD).
  */
 #include <ctype.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "internal.h"
-#include "qs-kvm.h"
 
 static ssize_t find_named(const qs_qmp_session *s, const char *name)
 {
@@ -78,17 +78,8 @@ bool qs_qmp_cmd_closefd(qs_qmp_session *s, const json_t *args, qs_jw *ret, qs_er
 static bool check_stats_fd_args(qs_qmp_session *s, const json_t *args, qs_target *target,
                                 qs_error **errp)
 {
-    const char *prov = qs_qmp_arg_str(args, "provider");
     const char *path = qs_qmp_arg_str(args, "qom-path");
     *target = qs_target_lookup(qs_qmp_arg_str(args, "target"));
-    if (!s->server->cfg.kvm) {
-        qs_error_setg(errp, "The kvm provider is not available");
-        return false;
-    }
-    if (prov && strcmp(prov, "kvm") != 0) {
-        qs_error_setg(errp, "Provider '%s' does not take stats fds", prov);
-        return false;
-    }
     if (*target == QS_TARGET_VCPU && !path) {
         qs_error_setg(errp, "Parameter 'qom-path' is missing");
         return false;
@@ -113,11 +104,8 @@ bool qs_qmp_cmd_add_stats_fd(qs_qmp_session *s, const json_t *args, qs_jw *ret,
     int fd = take_named(s, qs_qmp_arg_str(args, "fdname"), errp);
     if (fd < 0)
         return false;
-    qs_kvm_provider *kvm = s->server->cfg.kvm;
-    bool ok = target == QS_TARGET_VM
-        ? qs_kvm_provider_set_vm(kvm, fd, errp)
-        : qs_kvm_provider_add_vcpu(kvm, qs_qmp_arg_str(args, "qom-path"), fd, errp);
-    if (!ok) {
+    if (!qs_registry_add_fd(s->server->cfg.reg, qs_qmp_arg_str(args, "provider"), target,
+                            qs_qmp_arg_str(args, "qom-path"), fd, errp)) {
         close(fd);               /* refused: the fd is not kept anywhere */
         return false;
     }
@@ -131,10 +119,10 @@ bool qs_qmp_cmd_remove_stats_fd(qs_qmp_session *s, const json_t *args, qs_jw *re
     qs_target target;
     if (!check_stats_fd_args(s, args, &target, errp))
         return false;
-    qs_kvm_provider *kvm = s->server->cfg.kvm;
-    bool ok = target == QS_TARGET_VM
-        ? qs_kvm_provider_remove_vm(kvm, errp)
-        : qs_kvm_provider_remove_vcpu(kvm, qs_qmp_arg_str(args, "qom-path"), errp);
+    /* remove-stats-fd without a provider is kvm's, as it was before sched */
+    const char *prov = qs_qmp_arg_str(args, "provider");
+    bool ok = qs_registry_remove_fd(s->server->cfg.reg, prov ? prov : "kvm", target,
+                                    qs_qmp_arg_str(args, "qom-path"), errp);
     if (ok)
         qs_qmp_return_empty(ret);
     return ok;

@@ -77,10 +77,27 @@ typedef struct qs_qmp_listener {
     struct qs_qmp_listener *next;
 } qs_qmp_listener;
 
+/* A command handler of the framework writes its return value with `ret`. */
+typedef bool (*qs_qmp_cmd_fn)(qs_qmp_session *s, const json_t *args, qs_jw *ret,
+                              qs_error **errp);
+
+/* One entry of the command table: the framework's commands get the
+ * session, a module's (qs_qmp_add_command) its opaque pointer. */
+typedef struct qs_qmp_command {
+    char *name;
+    qs_qmp_cmd_fn session_fn;
+    qs_qmp_command_fn fn;
+    void *opaque;
+    const qapi_type *type;    /* schema entry; re-resolved when the schema grows */
+} qs_qmp_command;
+
 struct qs_qmp {
     uv_loop_t *loop;
     qs_qmp_config cfg;
     qs_qapi *qapi;
+    qs_qmp_command *cmds;     /* sorted by name */
+    size_t ncmds;
+    unsigned providers_seen;  /* registry generation the StatsProvider enum reflects */
     qs_results results;       /* reused by every query-stats */
     qs_schemas schemas;
     qs_qmp_listener *listeners;
@@ -90,10 +107,16 @@ struct qs_qmp {
     bool freed;
 };
 
-/* A command handler writes its return value with `ret`. */
-typedef bool (*qs_qmp_cmd_fn)(qs_qmp_session *s, const json_t *args, qs_jw *ret,
-                              qs_error **errp);
-qs_qmp_cmd_fn qs_qmp_find_handler(const char *name);
+/* commands.c: registers the framework's commands (at qs_qmp_new). */
+bool qs_qmp_add_builtin_commands(qs_qmp *q, qs_error **errp);
+/* dispatch.c: a framework command, described by the schema already. */
+bool qs_qmp_add_session_command(qs_qmp *q, const char *name, qs_qmp_cmd_fn fn,
+                                qs_error **errp);
+void qs_qmp_commands_free(qs_qmp *q);
+/* The command named so, or NULL (one lookup: handler and schema entry). */
+const qs_qmp_command *qs_qmp_find_command(const qs_qmp *q, const char *name);
+/* Brings StatsProvider up to the registry's providers. */
+void qs_qmp_sync_providers(qs_qmp *q);
 
 /* A string argument (validated already; NULL when an optional one is absent). */
 static inline const char *qs_qmp_arg_str(const json_t *args, const char *key)

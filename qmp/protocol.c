@@ -107,22 +107,25 @@ static bool dispatch(qs_qmp_session *s, const char *name, const json_t *args,
                      qs_error **errp)
 {
     qs_qmp *q = s->server;
-    qs_qmp_cmd_fn fn = qs_qapi_has_command(q->qapi, name) ? qs_qmp_find_handler(name) : NULL;
+    const qs_qmp_command *cmd = qs_qmp_find_command(q, name);
 
-    if (!fn || (!s->negotiated && strcmp(name, "qmp_capabilities") != 0)) {
+    if (!cmd || (!s->negotiated && strcmp(name, "qmp_capabilities") != 0)) {
         qs_error_set(errp, QS_ERR_COMMAND_NOT_FOUND, !s->negotiated
                      ? "Expecting capabilities negotiation with 'qmp_capabilities'"
                      : "The command %s has not been found", name);
         return false;
     }
-    if (!qs_qapi_validate_args(q->qapi, name, args, errp))
+    qs_qmp_sync_providers(q);
+    if (!qs_qapi_validate(cmd->type, args, errp))
         return false;
 
     size_t mark = s->out.len;
     qs_jw w;
     qs_buf_puts(&s->out, "{\"return\": ");
     qs_jw_init(&w, &s->out);
-    if (!fn(s, args, &w, errp)) {
+    bool ok = cmd->session_fn ? cmd->session_fn(s, args, &w, errp)
+                              : cmd->fn(cmd->opaque, (const qs_qmp_args *)args, &w, errp);
+    if (!ok) {
         s->out.len = mark;
         s->out.data[mark] = 0;
         return false;

@@ -29,6 +29,12 @@ qs_qmp *qs_qmp_new(uv_loop_t *loop, const qs_qmp_config *cfg, qs_error **errp)
     q->qapi = qapi;
     qs_results_init(&q->results);
     qs_schemas_init(&q->schemas);
+    if (!qs_qmp_add_builtin_commands(q, errp)) {
+        qs_qmp_commands_free(q);
+        qs_qapi_free(qapi);
+        free(q);
+        return NULL;
+    }
     return q;
 }
 
@@ -39,6 +45,7 @@ static void maybe_release(qs_qmp *q)
     if (q->freed && q->pending_closes == 0) {
         qs_results_destroy(&q->results);
         qs_schemas_destroy(&q->schemas);
+        qs_qmp_commands_free(q);
         qs_qapi_free(q->qapi);
         free(q);
     }

@@ -232,13 +232,12 @@ static void start_servers(qsd *d, const options *o)
             die(d, "--balloon", err);
         note_socket(d, o->balloon);
     }
-    d->hmp = qs_hmp_new(&(qs_hmp_config){ .reg = d->reg, .balloon = d->balloon,
-                                          .on_quit = request_stop, .opaque = d });
+    d->hmp = qs_hmp_new(&(qs_hmp_config){ .reg = d->reg, .on_quit = request_stop,
+                                          .opaque = d });
     d->qmp = qs_qmp_new(d->loop, &(qs_qmp_config){
-                            .reg = d->reg, .kvm = d->kvm, .balloon = d->balloon,
-                            .hmp = d->hmp, .name = o->name,
+                            .reg = d->reg, .hmp = d->hmp, .name = o->name,
                             .on_quit = request_stop, .opaque = d }, &err);
-    if (!d->qmp)
+    if (!d->qmp || !qs_balloon_add_commands(d->balloon, d->qmp, d->hmp, &err))
         die(d, "QMP", err);
     for (int i = 0; i < o->nqmp; i++) {
         if (!qs_qmp_listen(d->qmp, o->qmp[i], o->allow_remote, &err))

@@ -85,6 +85,12 @@ qs_balloon *qs_balloon_new(uv_loop_t *loop, qs_registry *reg, uint64_t actual_by
  * per qs_balloon. */
 bool qs_balloon_listen(qs_balloon *b, const char *spec, qs_error **errp);
 uint64_t qs_balloon_actual(const qs_balloon *b);
+/* Adds QMP query-balloon and HMP `info balloon` (either server may be
+ * NULL), answered by b; with b NULL they answer QEMU's "No balloon device
+ * has been activated", as a VM without one does. */
+typedef struct qs_qmp qs_qmp;
+typedef struct qs_hmp qs_hmp;
+bool qs_balloon_add_commands(qs_balloon *b, qs_qmp *qmp, qs_hmp *hmp, qs_error **errp);
 /* Unregisters, closes every handle and unlinks the socket.  Memory is
  * released in close callbacks: the owner runs the loop afterwards. */
 void qs_balloon_free(qs_balloon *b);

@@ -95,11 +95,26 @@ static bool kvm_schemas(void *opaque, qs_schemas *out, qs_error **errp)
     return true;
 }
 
+static bool kvm_add_fd(void *opaque, qs_target target, const char *qom_path, int fd,
+                       qs_error **errp)
+{
+    return target == QS_TARGET_VM ? qs_kvm_provider_set_vm(opaque, fd, errp)
+                                  : qs_kvm_provider_add_vcpu(opaque, qom_path, fd, errp);
+}
+
+static bool kvm_remove_fd(void *opaque, qs_target target, const char *qom_path,
+                          qs_error **errp)
+{
+    return target == QS_TARGET_VM ? qs_kvm_provider_remove_vm(opaque, errp)
+                                  : qs_kvm_provider_remove_vcpu(opaque, qom_path, errp);
+}
+
 qs_kvm_provider *qs_kvm_provider_new(qs_registry *reg)
 {
     qs_kvm_provider *p = qs_calloc(1, sizeof(*p));
     p->reg = reg;
     p->entry = qs_registry_add(reg, "kvm", kvm_stats, kvm_schemas, p, NULL);
+    qs_provider_set_fd_handlers(p->entry, kvm_add_fd, kvm_remove_fd);
     return p;
 }
 

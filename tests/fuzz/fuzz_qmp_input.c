@@ -74,7 +74,7 @@ static void build_registry(fuzz_env *e)
         abort();
     }
     e->balloon = qs_balloon_new(&e->loop, e->reg, 256u << 20);
-    e->hmp = qs_hmp_new(&(qs_hmp_config){ .reg = e->reg, .balloon = e->balloon });
+    e->hmp = qs_hmp_new(&(qs_hmp_config){ .reg = e->reg });
 }
 
 static void free_registry(fuzz_env *e)
@@ -92,10 +92,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     env = qs_calloc(1, sizeof(*env));
     uv_loop_init(&env->loop);
     build_registry(env);
-    qs_qmp_config cfg = { .reg = env->reg, .kvm = env->kvm, .balloon = env->balloon,
-                          .hmp = env->hmp, .name = "fuzz" };
+    qs_qmp_config cfg = { .reg = env->reg, .hmp = env->hmp, .name = "fuzz" };
     env->qmp = qs_qmp_new(&env->loop, &cfg, &err);
-    if (!env->qmp) {
+    if (!env->qmp || !qs_balloon_add_commands(env->balloon, env->qmp, env->hmp, &err)) {
         fprintf(stderr, "fuzz_qmp_input: %s\n", err->msg);
         abort();
     }

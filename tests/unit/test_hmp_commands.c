@@ -180,6 +180,8 @@ static int setup(void **state)
                            balloon_props, COUNT(balloon_props), f);
     qs_hmp_config cfg = { .reg = f->reg, .on_quit = on_quit, .opaque = f };
     f->h = qs_hmp_new(&cfg);
+    /* as qstatsd does: the balloon's commands, with no device behind them */
+    assert_true(qs_balloon_add_commands(NULL, NULL, f->h, NULL));
     f->m = qs_hmp_monitor_new(f->h);
     qs_buf_init(&f->out);
     *state = f;
@@ -383,7 +385,8 @@ static void test_info_balloon_reports_mib(void **state)
     uv_loop_init(&loop);
     qs_registry *reg = qs_registry_new();
     qs_balloon *b = qs_balloon_new(&loop, reg, 256ull << 20);
-    qs_hmp *h = qs_hmp_new(&(qs_hmp_config){ .reg = reg, .balloon = b });
+    qs_hmp *h = qs_hmp_new(&(qs_hmp_config){ .reg = reg });
+    assert_true(qs_balloon_add_commands(b, NULL, h, NULL));
     qs_hmp_monitor *m = qs_hmp_monitor_new(h);
     qs_buf out;
     qs_buf_init(&out);

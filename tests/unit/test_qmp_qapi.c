@@ -79,11 +79,19 @@ static qs_qapi *load_str(const char *json)
     return s;
 }
 
+extern const char qs_balloon_schema_json[];
+
+/* The schema qstatsd serves: the framework's part and the balloon's. */
 static int setup_builtin(void **state)
 {
     qs_error *err = NULL;
 
     *state = qs_qapi_load_builtin(&err);
+    if (*state && !qs_qapi_add(*state, qs_balloon_schema_json,
+                               strlen(qs_balloon_schema_json), &err)) {
+        qs_qapi_free(*state);
+        *state = NULL;
+    }
     if (!*state) {
         fprintf(stderr, "builtin schema: %s\n", err ? err->msg : "?");
         qs_error_free(err);
@@ -104,7 +112,7 @@ static const char *const contract_commands[] = {
     "qmp_capabilities", "query-version", "query-commands", "query-qmp-schema",
     "query-name", "quit", "query-stats", "query-stats-schemas", "qom-list",
     "qom-get", "qom-set", "human-monitor-command", "getfd", "closefd",
-    "add-stats-fd", "remove-stats-fd", "query-balloon", "query-status",
+    "add-stats-fd", "remove-stats-fd", "query-status", "query-balloon",
 };
 
 static void builtin_schema_lists_every_contract_command_in_order(void **state)
@@ -159,7 +167,7 @@ static void builtin_schema_has_introspection_shapes(void **state)
 
     prov = find_entry(schema, "StatsProvider");
     assert_string_equal(json_string_value(json_object_get(prov, "meta-type")), "enum");
-    assert_int_equal(json_array_size(json_object_get(prov, "values")), 3);
+    assert_int_equal(json_array_size(json_object_get(prov, "values")), 4);
     assert_string_equal(json_string_value(json_array_get(json_object_get(prov, "values"), 2)),
                         "balloon");
     assert_string_equal(json_string_value(json_object_get(
@@ -574,6 +582,83 @@ static void alternates_pick_a_branch_by_json_type(void **state)
     qs_qapi_free(s);
 }
 
+/* ---- parts and enums ----------------------------------------------------- */
+
+static const char part_a[] =
+    "[{\"name\":\"a\",\"meta-type\":\"command\",\"arg-type\":\"A\",\"ret-type\":\"E\"},"
+    "{\"name\":\"A\",\"meta-type\":\"object\",\"members\":[{\"name\":\"p\",\"type\":\"P\"}]},"
+    "{\"name\":\"P\",\"meta-type\":\"enum\",\"values\":[\"kvm\"]},"
+    "{\"name\":\"E\",\"meta-type\":\"object\",\"members\":[]}]";
+
+/* A module's part may repeat a type the schema has, identically; a command
+ * then validates by the composed schema, and both parts' commands list. */
+static void parts_compose_and_share_identical_types(void **state)
+{
+    qs_qapi *s = load_str(part_a);
+    qs_error *err = NULL;
+    const char part_b[] =
+        "[{\"name\":\"b\",\"meta-type\":\"command\",\"arg-type\":\"E\",\"ret-type\":\"E\"},"
+        "{\"name\":\"E\",\"meta-type\":\"object\",\"members\":[]}]";
+
+    (void)state;
+    assert_true(qs_qapi_add(s, part_b, strlen(part_b), &err));
+    assert_int_equal(qs_qapi_command_count(s), 2);
+    assert_string_equal(qs_qapi_command_name(s, 1), "b");
+    assert_int_equal(json_array_size(qs_qapi_schema(s)), 5);
+    expect_ok(s, "b", "{}");
+    expect_err(s, "b", "{\"x\":1}", "Parameter 'x' is unexpected");
+    expect_ok(s, "a", "{\"p\":\"kvm\"}");
+    qs_qapi_free(s);
+}
+
+/* A part that redefines a name differently, or refers to a type nobody
+ * defines, is refused and leaves the schema as it was. */
+static void a_conflicting_part_is_refused_and_changes_nothing(void **state)
+{
+    qs_qapi *s = load_str(part_a);
+    qs_error *err = NULL;
+    const char clash[] =
+        "[{\"name\":\"c\",\"meta-type\":\"command\",\"arg-type\":\"E\",\"ret-type\":\"E\"},"
+        "{\"name\":\"E\",\"meta-type\":\"object\",\"members\":[{\"name\":\"m\",\"type\":\"P\"}]}]";
+    const char dangling[] =
+        "[{\"name\":\"d\",\"meta-type\":\"command\",\"arg-type\":\"Nope\",\"ret-type\":\"E\"}]";
+
+    (void)state;
+    assert_false(qs_qapi_add(s, clash, strlen(clash), &err));
+    assert_string_equal(err->msg, "QMP schema: 'E' is defined twice, differently");
+    qs_error_free(err);
+    err = NULL;
+    assert_false(qs_qapi_add(s, dangling, strlen(dangling), &err));
+    assert_non_null(strstr(err->msg, "unknown type 'Nope'"));
+    qs_error_free(err);
+    assert_int_equal(json_array_size(qs_qapi_schema(s)), 4);
+    assert_int_equal(qs_qapi_command_count(s), 1);
+    assert_false(qs_qapi_has_command(s, "d"));
+    expect_ok(s, "a", "{\"p\":\"kvm\"}");
+    qs_qapi_free(s);
+}
+
+/* StatsProvider grows when a VMM registers a provider: validation and the
+ * introspection document both follow. */
+static void an_enum_can_be_replaced(void **state)
+{
+    qs_qapi *s = load_str(part_a);
+    const char *const values[] = { "kvm", "virtio-net" };
+    qs_error *err = NULL;
+
+    (void)state;
+    expect_err(s, "a", "{\"p\":\"virtio-net\"}", "Parameter 'p' does not accept value 'virtio-net'");
+    assert_true(qs_qapi_set_enum(s, "P", values, 2, &err));
+    expect_ok(s, "a", "{\"p\":\"virtio-net\"}");
+    const json_t *e = json_array_get(qs_qapi_schema(s), 2);
+    assert_int_equal(json_array_size(json_object_get(e, "values")), 2);
+    assert_string_equal(json_string_value(json_object_get(
+        json_array_get(json_object_get(e, "members"), 1), "name")), "virtio-net");
+    assert_false(qs_qapi_set_enum(s, "A", values, 2, &err));
+    qs_error_free(err);
+    qs_qapi_free(s);
+}
+
 /* ---- malformed schemas ---------------------------------------------------- */
 
 static void refused(const char *json, const char *needle)
@@ -709,6 +794,9 @@ int main(void)
         cmocka_unit_test(several_unexpected_keys_are_reported_like_qemu),
         cmocka_unit_test(unexpected_key_after_the_table_shrank_matches_qemu),
         cmocka_unit_test(valid_arguments_are_accepted),
+        cmocka_unit_test(parts_compose_and_share_identical_types),
+        cmocka_unit_test(a_conflicting_part_is_refused_and_changes_nothing),
+        cmocka_unit_test(an_enum_can_be_replaced),
         cmocka_unit_test(any_accepts_every_json_value),
         cmocka_unit_test(a_null_args_pointer_counts_as_no_arguments),
         cmocka_unit_test(unknown_command_is_command_not_found),
