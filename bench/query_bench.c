@@ -34,6 +34,7 @@
 
 #include "qmp/internal.h"
 #include "qs-kvm.h"
+#include "qs-microvm.h"
 
 #ifndef QS_FIXTURES_DIR
 #define QS_FIXTURES_DIR "tests/fixtures"

@@ -2,7 +2,7 @@
 #ifndef QS_CORE_INTERNAL_H
 #define QS_CORE_INTERNAL_H
 
-#include "qs-core.h"
+#include "qs-common.h"
 
 #define QS_CONTAINER_TYPE "container"
 

@@ -36,6 +36,11 @@
 #define QS_VERSION_MICRO 0
 #define QS_VERSION_STRING "0.1.0"
 
+/* What libqstats.so exports: the functions of the public headers, and
+ * nothing else (the library is built with hidden visibility; the list is
+ * pinned in packaging/libqstats.symbols). */
+#define QS_EXPORT __attribute__((visibility("default")))
+
 /* ---- errors: the message is the user-visible text -------------------- */
 
 typedef enum qs_error_class {
@@ -53,13 +58,13 @@ typedef struct qs_error {
 
 /* Sets *errp (if errp is non-NULL and *errp is still NULL: first error
  * wins, as QEMU's error_setg would assert otherwise). */
-void qs_error_set(qs_error **errp, qs_error_class cls, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+QS_EXPORT void qs_error_set(qs_error **errp, qs_error_class cls, const char *fmt, ...)
+              __attribute__((format(printf, 3, 4)));
 #define qs_error_setg(errp, ...) qs_error_set((errp), QS_ERR_GENERIC, __VA_ARGS__)
-void qs_error_vset(qs_error **errp, qs_error_class cls, const char *fmt, va_list ap);
-void qs_error_free(qs_error *err);
+QS_EXPORT void qs_error_vset(qs_error **errp, qs_error_class cls, const char *fmt, va_list ap);
+QS_EXPORT void qs_error_free(qs_error *err);
 /* QMP class name: "GenericError", "CommandNotFound", ... */
-const char *qs_error_class_name(qs_error_class cls);
+QS_EXPORT const char *qs_error_class_name(qs_error_class cls);
 
 /* ---- enumerations (QAPI spelling via the *_name functions) ------------ */
 
@@ -88,20 +93,21 @@ typedef enum qs_target {
     QS_TARGET__MAX
 } qs_target;
 
-const char *qs_stat_type_name(qs_stat_type t);   /* "cumulative", "log2-histogram" */
-const char *qs_unit_name(qs_unit u);              /* NULL for QS_UNIT_NONE */
-const char *qs_target_name(qs_target t);
+/* "cumulative", "log2-histogram"; qs_unit_name is NULL for QS_UNIT_NONE. */
+QS_EXPORT const char *qs_stat_type_name(qs_stat_type t);
+QS_EXPORT const char *qs_unit_name(qs_unit u);
+QS_EXPORT const char *qs_target_name(qs_target t);
 /* Exact, case-sensitive lookups; return -1 when unknown. */
-int qs_stat_type_lookup(const char *s);
-int qs_unit_lookup(const char *s);
-int qs_target_lookup(const char *s);
+QS_EXPORT int qs_stat_type_lookup(const char *s);
+QS_EXPORT int qs_unit_lookup(const char *s);
+QS_EXPORT int qs_target_lookup(const char *s);
 
 /* Providers are named (QAPI StatsProvider): QEMU's "kvm" and "cryptodev",
  * qstats' "balloon" and "sched", and any name a VMM registers.  A name is
  * 1 to QS_PROVIDER_NAME_MAX characters of [a-z0-9_-], starting with a
  * letter (so that it is a QAPI enum value and a metric name part). */
 #define QS_PROVIDER_NAME_MAX 63
-bool qs_provider_name_valid(const char *name);
+QS_EXPORT bool qs_provider_name_valid(const char *name);
 
 /* ---- schema model ------------------------------------------------------ */
 
@@ -128,19 +134,19 @@ typedef enum qs_value_kind {
     QS_VALUE_LIST,
 } qs_value_kind;
 
-qs_value_kind qs_schema_value_kind(const qs_schema_value *sv);
+QS_EXPORT qs_value_kind qs_schema_value_kind(const qs_schema_value *sv);
 
 /* raw * base^exponent: a value in the stat's unit to the base unit (seconds,
  * bytes).  A negative exponent divides by the exact power, so 1 ns is
  * exactly 1e-9; an absent base counts as 10. */
-double qs_schema_value_scale(const qs_schema_value *sv, double raw);
+QS_EXPORT double qs_schema_value_scale(const qs_schema_value *sv, double raw);
 /* Raw bounds of bucket i (0-based) of a histogram, by the KVM rules: log2
  * bucket 0 is [0,1), bucket i is [2^(i-1), 2^i); linear bucket i is
  * [bucket_size*i, bucket_size*(i+1)); the last bucket (size-1) is open:
  * its upper bound is +inf.  Every formatter (HMP -b, metrics, top) uses
  * these, so they cannot disagree. */
-double qs_schema_bucket_lower(const qs_schema_value *sv, uint32_t i);
-double qs_schema_bucket_upper(const qs_schema_value *sv, uint32_t i);
+QS_EXPORT double qs_schema_bucket_lower(const qs_schema_value *sv, uint32_t i);
+QS_EXPORT double qs_schema_bucket_upper(const qs_schema_value *sv, uint32_t i);
 
 typedef struct qs_schema {
     const char *provider;             /* borrowed from the provider */
@@ -154,13 +160,14 @@ typedef struct qs_schemas {
     size_t n, cap;
 } qs_schemas;
 
-void qs_schemas_init(qs_schemas *s);
-void qs_schemas_reset(qs_schemas *s);
-void qs_schemas_destroy(qs_schemas *s);
-void qs_schemas_add(qs_schemas *s, const char *provider, qs_target t,
-                    const qs_schema_value *stats, size_t n);
+QS_EXPORT void qs_schemas_init(qs_schemas *s);
+QS_EXPORT void qs_schemas_reset(qs_schemas *s);
+QS_EXPORT void qs_schemas_destroy(qs_schemas *s);
+QS_EXPORT void qs_schemas_add(qs_schemas *s, const char *provider, qs_target t,
+                              const qs_schema_value *stats, size_t n);
 /* First schema for (provider, target), or NULL. */
-const qs_schema *qs_schemas_find(const qs_schemas *s, const char *provider, qs_target t);
+QS_EXPORT const qs_schema *qs_schemas_find(const qs_schemas *s, const char *provider,
+                                           qs_target t);
 
 /* ---- results ----------------------------------------------------------- */
 
@@ -184,23 +191,23 @@ typedef struct qs_results {
     size_t narena, cap_arena;
 } qs_results;
 
-void qs_results_init(qs_results *r);
-void qs_results_reset(qs_results *r);      /* keeps the capacity */
-void qs_results_destroy(qs_results *r);
+QS_EXPORT void qs_results_init(qs_results *r);
+QS_EXPORT void qs_results_reset(qs_results *r);      /* keeps the capacity */
+QS_EXPORT void qs_results_destroy(qs_results *r);
 /* Reserves n u64 values; returns their arena offset.  The pointer to the
  * arena (qs_results_values) is only valid until the next reserve. */
-size_t qs_results_reserve(qs_results *r, size_t n);
+QS_EXPORT size_t qs_results_reserve(qs_results *r, size_t n);
 static inline uint64_t *qs_results_values(const qs_results *r, size_t off)
 {
     return r->arena + off;
 }
 /* Starts a result; stats added afterwards belong to it. */
-void qs_results_begin(qs_results *r, const char *provider, const char *qom_path);
-void qs_results_add(qs_results *r, const qs_schema_value *desc, size_t off);
+QS_EXPORT void qs_results_begin(qs_results *r, const char *provider, const char *qom_path);
+QS_EXPORT void qs_results_add(qs_results *r, const qs_schema_value *desc, size_t off);
 /* Ends the current result; an empty one is dropped when drop_empty. */
-void qs_results_end(qs_results *r, bool drop_empty);
+QS_EXPORT void qs_results_end(qs_results *r, bool drop_empty);
 /* Drops every result from index `nres` on (used when a provider fails). */
-void qs_results_truncate(qs_results *r, size_t nres);
+QS_EXPORT void qs_results_truncate(qs_results *r, size_t nres);
 
 /* ---- filters ----------------------------------------------------------- */
 
@@ -214,7 +221,7 @@ typedef struct qs_strlist {
 } qs_strlist;
 
 /* true when l is NULL or contains s exactly (QEMU's apply_str_list_filter) */
-bool qs_strlist_match(const qs_strlist *l, const char *s);
+QS_EXPORT bool qs_strlist_match(const qs_strlist *l, const char *s);
 
 typedef struct qs_stats_request {
     const char *provider;
@@ -245,16 +252,16 @@ typedef bool (*qs_schemas_fn)(void *opaque, qs_schemas *out, qs_error **errp);
 typedef struct qs_registry qs_registry;
 typedef struct qs_provider_entry qs_provider_entry;
 
-qs_registry *qs_registry_new(void);
-void qs_registry_free(qs_registry *reg);
+QS_EXPORT qs_registry *qs_registry_new(void);
+QS_EXPORT void qs_registry_free(qs_registry *reg);
 /* Registers a provider under `provider` (copied; see qs_provider_name_valid).
  * Registration order is query order; registering twice runs twice.  A name
  * not seen before becomes a value of StatsProvider from then on, also after
  * the provider is removed.  NULL + errp for an invalid name. */
-qs_provider_entry *qs_registry_add(qs_registry *reg, const char *provider,
-                                   qs_stats_fn stats_fn, qs_schemas_fn schemas_fn,
-                                   void *opaque, qs_error **errp);
-void qs_registry_remove(qs_registry *reg, qs_provider_entry *entry);
+QS_EXPORT qs_provider_entry *qs_registry_add(qs_registry *reg, const char *provider,
+                                             qs_stats_fn stats_fn, qs_schemas_fn schemas_fn,
+                                             void *opaque, qs_error **errp);
+QS_EXPORT void qs_registry_remove(qs_registry *reg, qs_provider_entry *entry);
 /* A provider whose sources are handed over as fds (kvm: binary-stats fds;
  * sched: thread pidfds) takes them through add-stats-fd / remove-stats-fd.
  * add_fd owns fd only when it succeeds. */
@@ -262,19 +269,19 @@ typedef bool (*qs_add_fd_fn)(void *opaque, qs_target target, const char *qom_pat
                              int fd, qs_error **errp);
 typedef bool (*qs_remove_fd_fn)(void *opaque, qs_target target, const char *qom_path,
                                 qs_error **errp);
-void qs_provider_set_fd_handlers(qs_provider_entry *entry, qs_add_fd_fn add,
-                                 qs_remove_fd_fn remove);
+QS_EXPORT void qs_provider_set_fd_handlers(qs_provider_entry *entry, qs_add_fd_fn add,
+                                           qs_remove_fd_fn remove);
 /* Hands fd to the first provider of that name that takes fds. */
-bool qs_registry_add_fd(qs_registry *reg, const char *provider, qs_target target,
-                        const char *qom_path, int fd, qs_error **errp);
-bool qs_registry_remove_fd(qs_registry *reg, const char *provider, qs_target target,
-                           const char *qom_path, qs_error **errp);
+QS_EXPORT bool qs_registry_add_fd(qs_registry *reg, const char *provider, qs_target target,
+                                  const char *qom_path, int fd, qs_error **errp);
+QS_EXPORT bool qs_registry_remove_fd(qs_registry *reg, const char *provider, qs_target target,
+                                     const char *qom_path, qs_error **errp);
 /* The StatsProvider values: the built-in names first, then every name
  * registered since, in registration order.  The array stays valid until
  * the next qs_registry_add; `generation` changes whenever it grows. */
-size_t qs_registry_provider_names(const qs_registry *reg, const char *const **names,
-                                  unsigned *generation);
-bool qs_registry_provider_known(const qs_registry *reg, const char *name);
+QS_EXPORT size_t qs_registry_provider_names(const qs_registry *reg, const char *const **names,
+                                            unsigned *generation);
+QS_EXPORT bool qs_registry_provider_known(const qs_registry *reg, const char *name);
 
 /* A query whose results would exceed these fails instead of exhausting
  * memory (QEMU has no limit: a request repeating a provider 100000 times
@@ -284,11 +291,11 @@ bool qs_registry_provider_known(const qs_registry *reg, const char *name);
 #define QS_QUERY_MAX_WORDS (16u << 20)
 
 /* QEMU's qmp_query_stats: on error `out` is left empty. */
-bool qs_registry_query_stats(qs_registry *reg, const qs_filter *f,
-                             qs_results *out, qs_error **errp);
+QS_EXPORT bool qs_registry_query_stats(qs_registry *reg, const qs_filter *f,
+                                       qs_results *out, qs_error **errp);
 /* QEMU's qmp_query_stats_schemas; provider NULL means all. */
-bool qs_registry_query_schemas(qs_registry *reg, const char *provider,
-                               qs_schemas *out, qs_error **errp);
+QS_EXPORT bool qs_registry_query_schemas(qs_registry *reg, const char *provider,
+                                         qs_schemas *out, qs_error **errp);
 
 /* ---- vCPUs ------------------------------------------------------------ */
 
@@ -296,22 +303,22 @@ bool qs_registry_query_schemas(qs_registry *reg, const char *provider,
  * "/machine/unattached/device[N]", written into buf. */
 #define QS_VCPU_PATH_MAX 48
 #define QS_VCPU_INDEX_MAX 65535
-const char *qs_vcpu_qom_path(unsigned index, char buf[QS_VCPU_PATH_MAX]);
+QS_EXPORT const char *qs_vcpu_qom_path(unsigned index, char buf[QS_VCPU_PATH_MAX]);
 /* The cpu-index of such a path, or -1 for any other path. */
-long qs_vcpu_index(const char *qom_path);
+QS_EXPORT long qs_vcpu_index(const char *qom_path);
 
 /* The vCPUs known to the registry: a provider references a vCPU's path
  * while it has data for it (the first reference adds it, the last removes
  * it), so that the monitor and query-cpus-fast list vCPUs without knowing
  * the providers.  Listed in natural path order. */
-void qs_registry_vcpu_ref(qs_registry *reg, const char *path);
-void qs_registry_vcpu_unref(qs_registry *reg, const char *path);
+QS_EXPORT void qs_registry_vcpu_ref(qs_registry *reg, const char *path);
+QS_EXPORT void qs_registry_vcpu_unref(qs_registry *reg, const char *path);
 /* The vCPU's host thread id (0: unknown), for query-cpus-fast. */
-void qs_registry_vcpu_set_thread(qs_registry *reg, const char *path, long tid);
-size_t qs_registry_vcpu_count(const qs_registry *reg);
-const char *qs_registry_vcpu_path(const qs_registry *reg, size_t i);
-long qs_registry_vcpu_thread(const qs_registry *reg, size_t i);
-bool qs_registry_vcpu_known(const qs_registry *reg, const char *path);
+QS_EXPORT void qs_registry_vcpu_set_thread(qs_registry *reg, const char *path, long tid);
+QS_EXPORT size_t qs_registry_vcpu_count(const qs_registry *reg);
+QS_EXPORT const char *qs_registry_vcpu_path(const qs_registry *reg, size_t i);
+QS_EXPORT long qs_registry_vcpu_thread(const qs_registry *reg, size_t i);
+QS_EXPORT bool qs_registry_vcpu_known(const qs_registry *reg, const char *path);
 
 /* ---- small helpers shared by the modules ------------------------------- */
 
@@ -321,11 +328,11 @@ typedef struct qs_buf {
     size_t len, cap;
 } qs_buf;
 
-void qs_buf_init(qs_buf *b);
-void qs_buf_free(qs_buf *b);
-void qs_buf_reset(qs_buf *b);
-void qs_buf_reserve(qs_buf *b, size_t extra);
-void qs_buf_puts(qs_buf *b, const char *s);
+QS_EXPORT void qs_buf_init(qs_buf *b);
+QS_EXPORT void qs_buf_free(qs_buf *b);
+QS_EXPORT void qs_buf_reset(qs_buf *b);
+QS_EXPORT void qs_buf_reserve(qs_buf *b, size_t extra);
+QS_EXPORT void qs_buf_puts(qs_buf *b, const char *s);
 
 /* Inline: these two carry every byte of a query-stats reply; the call
  * overhead of out-of-line versions was a third of the encoding profile. */
@@ -345,20 +352,13 @@ static inline void qs_buf_putc(qs_buf *b, char c)
     b->data[b->len++] = c;
     b->data[b->len] = 0;
 }
-void qs_buf_printf(qs_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+QS_EXPORT void qs_buf_printf(qs_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* Exact decimal text of a u64 / i64 (the JSON and HMP hot paths). */
-void qs_buf_put_u64(qs_buf *b, uint64_t v);
-void qs_buf_put_i64(qs_buf *b, int64_t v);
+QS_EXPORT void qs_buf_put_u64(qs_buf *b, uint64_t v);
+QS_EXPORT void qs_buf_put_i64(qs_buf *b, int64_t v);
 /* Detaches the NUL-terminated contents; the buffer is left empty. */
-char *qs_buf_steal(qs_buf *b);
-
-/* Abort-on-failure allocation: a daemon that cannot allocate a few bytes
- * has nothing better to do. */
-void *qs_malloc(size_t n);
-void *qs_calloc(size_t n, size_t m);
-void *qs_realloc(void *p, size_t n);
-char *qs_strdup(const char *s);
-char *qs_strdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+QS_EXPORT char *qs_buf_steal(qs_buf *b);
 
 /* ---- JSON text writer (pure memory; QEMU's ", " and ": " separators,
  *      ASCII output, exact u64) ------------------------------------------ */
@@ -372,21 +372,21 @@ typedef struct qs_jw {
     bool after_key;
 } qs_jw;
 
-void qs_jw_init(qs_jw *w, qs_buf *b);
-void qs_jw_begin_object(qs_jw *w);
-void qs_jw_end_object(qs_jw *w);
-void qs_jw_begin_array(qs_jw *w);
-void qs_jw_end_array(qs_jw *w);
-void qs_jw_key(qs_jw *w, const char *key);
-void qs_jw_str(qs_jw *w, const char *s);
-void qs_jw_u64(qs_jw *w, uint64_t v);
-void qs_jw_i64(qs_jw *w, int64_t v);
-void qs_jw_bool(qs_jw *w, bool v);
-void qs_jw_null(qs_jw *w);
+QS_EXPORT void qs_jw_init(qs_jw *w, qs_buf *b);
+QS_EXPORT void qs_jw_begin_object(qs_jw *w);
+QS_EXPORT void qs_jw_end_object(qs_jw *w);
+QS_EXPORT void qs_jw_begin_array(qs_jw *w);
+QS_EXPORT void qs_jw_end_array(qs_jw *w);
+QS_EXPORT void qs_jw_key(qs_jw *w, const char *key);
+QS_EXPORT void qs_jw_str(qs_jw *w, const char *s);
+QS_EXPORT void qs_jw_u64(qs_jw *w, uint64_t v);
+QS_EXPORT void qs_jw_i64(qs_jw *w, int64_t v);
+QS_EXPORT void qs_jw_bool(qs_jw *w, bool v);
+QS_EXPORT void qs_jw_null(qs_jw *w);
 /* A value that is already JSON text. */
-void qs_jw_raw(qs_jw *w, const char *json, size_t len);
+QS_EXPORT void qs_jw_raw(qs_jw *w, const char *json, size_t len);
 /* Appends s as a quoted, escaped, ASCII-only JSON string. */
-void qs_json_put_string(qs_buf *b, const char *s);
+QS_EXPORT void qs_json_put_string(qs_buf *b, const char *s);
 
 /* ---- objects: the subset of QOM that qstats exposes -------------------- */
 
@@ -423,15 +423,15 @@ typedef struct qs_object qs_object;
 
 /* Adds an object at an absolute canonical path ("/machine/unattached/
  * device[0]").  props must outlive the object. */
-qs_object *qs_registry_add_object(qs_registry *reg, const char *path,
-                                  const char *type_name,
-                                  const qs_property *props, size_t nprops,
-                                  void *opaque);
-void qs_registry_remove_object(qs_registry *reg, qs_object *obj);
+QS_EXPORT qs_object *qs_registry_add_object(qs_registry *reg, const char *path,
+                                            const char *type_name,
+                                            const qs_property *props, size_t nprops,
+                                            void *opaque);
+QS_EXPORT void qs_registry_remove_object(qs_registry *reg, qs_object *obj);
 /* Whether a new object may take `path`: canonical ("/a/b", no empty
  * component), not already an object or a container, and not below an
  * object (that would break qom-list / qom-get for both). */
-bool qs_registry_path_free(qs_registry *reg, const char *path, qs_error **errp);
+QS_EXPORT bool qs_registry_path_free(qs_registry *reg, const char *path, qs_error **errp);
 
 typedef struct qs_prop_info {
     const char *name;
@@ -440,12 +440,12 @@ typedef struct qs_prop_info {
 
 /* qom-list: properties of an object, or children of a container path.
  * Returns the number of entries (caller frees with qs_prop_info_free). */
-bool qs_registry_qom_list(qs_registry *reg, const char *path,
-                          qs_prop_info **out, size_t *n, qs_error **errp);
-void qs_prop_info_free(qs_prop_info *v, size_t n);
-bool qs_registry_qom_get(qs_registry *reg, const char *path, const char *prop,
-                         qs_jw *out, qs_error **errp);
-bool qs_registry_qom_set(qs_registry *reg, const char *path, const char *prop,
-                         const qs_input *in, qs_error **errp);
+QS_EXPORT bool qs_registry_qom_list(qs_registry *reg, const char *path,
+                                    qs_prop_info **out, size_t *n, qs_error **errp);
+QS_EXPORT void qs_prop_info_free(qs_prop_info *v, size_t n);
+QS_EXPORT bool qs_registry_qom_get(qs_registry *reg, const char *path, const char *prop,
+                                   qs_jw *out, qs_error **errp);
+QS_EXPORT bool qs_registry_qom_set(qs_registry *reg, const char *path, const char *prop,
+                                   const qs_input *in, qs_error **errp);
 
 #endif

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "qs-core.h"
+#include "qs-common.h"
 
 #define GROW(ptr, n, cap, extra)                                         \
     do {                                                                 \

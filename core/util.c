@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "qs-core.h"
+#include "qs-common.h"
 
 static void *check_alloc(void *p)
 {

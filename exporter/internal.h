@@ -6,7 +6,7 @@
 #ifndef QS_EXPORTER_INTERNAL_H
 #define QS_EXPORTER_INTERNAL_H
 
-#include "qs-core.h"
+#include "qs-common.h"
 #include "qs-exporter.h"
 
 /* Base-unit word for a schema unit ("seconds", "bytes", "cycles") or NULL

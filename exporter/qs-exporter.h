@@ -59,18 +59,18 @@ typedef enum qs_metrics_format {
  * (either may be NULL).  now is the wall clock in Unix seconds, used only
  * for the last-update age gauge (<= 0: no age gauge).  vm_name NULL means
  * QS_METRICS_DEFAULT_VM. */
-void qs_metrics_render(qs_buf *out, qs_metrics_format fmt, const char *vm_name,
-                       const qs_schemas *schemas, const qs_results *vm_results,
-                       const qs_results *vcpu_results, double now);
+QS_EXPORT void qs_metrics_render(qs_buf *out, qs_metrics_format fmt, const char *vm_name,
+                                 const qs_schemas *schemas, const qs_results *vm_results,
+                                 const qs_results *vcpu_results, double now);
 
 /* The Content-Type header value for a format. */
-const char *qs_metrics_content_type(qs_metrics_format fmt);
+QS_EXPORT const char *qs_metrics_content_type(qs_metrics_format fmt);
 
 /* Picks the format for an HTTP Accept header the way Prometheus client
  * libraries do: OpenMetrics when the header ranks application/openmetrics-
  * text at least as high as the text format, otherwise (also for NULL or
  * unparsable headers) the Prometheus text format. */
-qs_metrics_format qs_metrics_negotiate(const char *accept);
+QS_EXPORT qs_metrics_format qs_metrics_negotiate(const char *accept);
 
 typedef struct qs_exporter qs_exporter;
 
@@ -83,14 +83,14 @@ typedef struct qs_exporter_config {
  * and serves GET/HEAD /metrics on loop; other paths answer 404, other
  * methods 405.  A host that is not loopback is refused unless allow_remote.
  * Returns NULL with *errp set on failure. */
-qs_exporter *qs_exporter_new(uv_loop_t *loop, const qs_exporter_config *cfg,
-                             const char *listen, bool allow_remote,
-                             qs_error **errp);
+QS_EXPORT qs_exporter *qs_exporter_new(uv_loop_t *loop, const qs_exporter_config *cfg,
+                                       const char *listen, bool allow_remote,
+                                       qs_error **errp);
 /* The bound TCP port (useful with port 0). */
-int qs_exporter_port(const qs_exporter *e);
+QS_EXPORT int qs_exporter_port(const qs_exporter *e);
 /* Stops serving and frees; may be called from the loop thread while the
  * loop is running (handles are closed asynchronously; the memory is freed
  * from their close callbacks). */
-void qs_exporter_free(qs_exporter *e);
+QS_EXPORT void qs_exporter_free(qs_exporter *e);
 
 #endif

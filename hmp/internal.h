@@ -8,6 +8,7 @@
 #ifndef QS_HMP_INTERNAL_H
 #define QS_HMP_INTERNAL_H
 
+#include "qs-common.h"
 #include "qs-hmp.h"
 
 /* ---- argument parser (parse.c) ----------------------------------------- */

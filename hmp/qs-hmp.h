@@ -31,25 +31,25 @@ typedef struct qs_hmp_config {
     void *opaque;
 } qs_hmp_config;
 
-qs_hmp *qs_hmp_new(const qs_hmp_config *cfg);
-void qs_hmp_free(qs_hmp *h);
+QS_EXPORT qs_hmp *qs_hmp_new(const qs_hmp_config *cfg);
+QS_EXPORT void qs_hmp_free(qs_hmp *h);
 
-qs_hmp_monitor *qs_hmp_monitor_new(qs_hmp *h);
-void qs_hmp_monitor_free(qs_hmp_monitor *m);
+QS_EXPORT qs_hmp_monitor *qs_hmp_monitor_new(qs_hmp *h);
+QS_EXPORT void qs_hmp_monitor_free(qs_hmp_monitor *m);
 /* Sets the monitor's current CPU (human-monitor-command's cpu-index);
  * false + errp if there is no such vCPU. */
-bool qs_hmp_monitor_set_cpu(qs_hmp_monitor *m, int64_t index, qs_error **errp);
+QS_EXPORT bool qs_hmp_monitor_set_cpu(qs_hmp_monitor *m, int64_t index, qs_error **errp);
 /* Runs one command line and appends its output, every line ending "\r\n". */
-void qs_hmp_execute(qs_hmp_monitor *m, const char *line, qs_buf *out);
+QS_EXPORT void qs_hmp_execute(qs_hmp_monitor *m, const char *line, qs_buf *out);
 
 /* ---- commands added by modules ----------------------------------------- */
 
 /* The parsed arguments of one command line. */
 typedef struct qs_hmp_args qs_hmp_args;
 /* NULL (false, 0) when absent. */
-const char *qs_hmp_args_str(const qs_hmp_args *a, const char *key);
-bool qs_hmp_args_flag(const qs_hmp_args *a, const char *key);
-int64_t qs_hmp_args_int(const qs_hmp_args *a, const char *key);
+QS_EXPORT const char *qs_hmp_args_str(const qs_hmp_args *a, const char *key);
+QS_EXPORT bool qs_hmp_args_flag(const qs_hmp_args *a, const char *key);
+QS_EXPORT int64_t qs_hmp_args_int(const qs_hmp_args *a, const char *key);
 
 /* Appends the command's output to out, each line ending in "\n". */
 typedef void (*qs_hmp_command_fn)(void *opaque, qs_hmp_monitor *m, const qs_hmp_args *a,
@@ -67,8 +67,8 @@ typedef struct qs_hmp_command {
 
 /* Adds a top-level command, or (info true) an `info` subcommand.  A name
  * already taken is refused. */
-bool qs_hmp_add_command(qs_hmp *h, bool info, const qs_hmp_command *c, void *opaque,
-                        qs_error **errp);
+QS_EXPORT bool qs_hmp_add_command(qs_hmp *h, bool info, const qs_hmp_command *c, void *opaque,
+                                  qs_error **errp);
 
 /* The prompt of the consoles. */
 #define QS_HMP_PROMPT "(qstats) "
@@ -77,10 +77,10 @@ typedef struct qs_hmp_console qs_hmp_console;
 
 /* spec: "stdio" or "unix:PATH" (a listening socket; each client is its own
  * monitor; works with `socat - UNIX-CONNECT:PATH`). */
-qs_hmp_console *qs_hmp_console_new(uv_loop_t *loop, qs_hmp *h, const char *spec,
-                                   qs_error **errp);
+QS_EXPORT qs_hmp_console *qs_hmp_console_new(uv_loop_t *loop, qs_hmp *h, const char *spec,
+                                             qs_error **errp);
 /* Closes the handles (memory goes in their close callbacks, so run the loop
  * afterwards) and unlinks the unix socket. */
-void qs_hmp_console_free(qs_hmp_console *c);
+QS_EXPORT void qs_hmp_console_free(qs_hmp_console *c);
 
 #endif

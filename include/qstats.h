@@ -1,6 +1,6 @@
 /*
  * qstats.h - the one header a VMM includes to embed libqstats: every
- * module's public header.  Installed as <prefix>/include/qstats/qstats.h
+ * module's public header (what libqstats.so exports, and nothing more).  Installed as <prefix>/include/qstats/qstats.h
  * beside them; `pkg-config --cflags qstats` puts that directory on the
  * include path, so both #include <qstats.h> and the module headers work.
  */
@@ -8,7 +8,6 @@
 #define QSTATS_H
 
 #include "qs-core.h"
-#include "qs-net.h"
 #include "qs-kvm.h"
 #include "qs-balloon.h"
 #include "qs-qmp.h"

@@ -1,8 +1,8 @@
 # Install rules, included from the top CMakeLists.txt:
-#   bin/       qstatsd, qstats, qstats-guest-agent (RPATH $ORIGIN/../lib, so a
-#              private prefix works without LD_LIBRARY_PATH)
+#   bin/       qstatsd, qstats, qstats-guest-agent (linked with the static
+#              archive: they use internals the shared library does not export)
 #   lib/       libqstats.so.0 (SONAME) and the libqstats.so development link
-#   include/qstats/   qstats.h and every module's public header
+#   include/qstats/   qstats.h and every module's public header: the embedding API
 #   lib/pkgconfig/qstats.pc, lib/systemd/system/qstatsd.service
 # The .pc file and the unit contain absolute paths, so they are written at
 # install time from the prefix actually used (`cmake --install --prefix P`).
@@ -10,21 +10,11 @@ include(GNUInstallDirs)
 
 foreach(t qstatsd qstats-client qstats-guest-agent)
   if(TARGET ${t})
-    set_target_properties(${t} PROPERTIES INSTALL_RPATH "$ORIGIN/../${CMAKE_INSTALL_LIBDIR}")
     install(TARGETS ${t} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
   endif()
 endforeach()
 install(TARGETS qstats LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
-install(FILES
-  ${CMAKE_SOURCE_DIR}/include/qstats.h
-  ${CMAKE_SOURCE_DIR}/core/qs-core.h
-  ${CMAKE_SOURCE_DIR}/net/qs-net.h
-  ${CMAKE_SOURCE_DIR}/providers/kvm/qs-kvm.h
-  ${CMAKE_SOURCE_DIR}/providers/balloon/qs-balloon.h
-  ${CMAKE_SOURCE_DIR}/qmp/qs-qmp.h
-  ${CMAKE_SOURCE_DIR}/hmp/qs-hmp.h
-  ${CMAKE_SOURCE_DIR}/exporter/qs-exporter.h
-  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/qstats)
+install(FILES ${QS_PUBLIC_HEADERS} DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/qstats)
 
 set(QS_PKG_OUT ${CMAKE_BINARY_DIR}/packaging)
 install(CODE "

@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "qs-common.h"
 #include "qs-qmp.h"
 #include "qapi.h"
 

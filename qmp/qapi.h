@@ -15,7 +15,7 @@
 #define QS_QMP_QAPI_H
 
 #include <jansson.h>
-#include "qs-core.h"
+#include "qs-common.h"
 
 typedef enum qapi_kind {
     QAPI_BUILTIN, QAPI_ENUM, QAPI_ARRAY, QAPI_OBJECT, QAPI_ALTERNATE, QAPI_COMMAND,

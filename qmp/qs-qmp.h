@@ -25,20 +25,20 @@ typedef struct qs_qmp_config {
 
 typedef struct qs_qmp qs_qmp;
 
-qs_qmp *qs_qmp_new(uv_loop_t *loop, const qs_qmp_config *cfg, qs_error **errp);
+QS_EXPORT qs_qmp *qs_qmp_new(uv_loop_t *loop, const qs_qmp_config *cfg, qs_error **errp);
 /* "unix:PATH" (created mode 0600) or "tcp:HOST:PORT".  A TCP host other
  * than loopback is refused unless allow_remote. */
-bool qs_qmp_listen(qs_qmp *q, const char *spec, bool allow_remote, qs_error **errp);
+QS_EXPORT bool qs_qmp_listen(qs_qmp *q, const char *spec, bool allow_remote, qs_error **errp);
 /* ---- commands added by modules ----------------------------------------- */
 
 /* The arguments of one command, validated against its schema before the
  * handler runs: a handler may rely on the declared types. */
 typedef struct qs_qmp_args qs_qmp_args;
-bool qs_qmp_args_has(const qs_qmp_args *a, const char *name);
+QS_EXPORT bool qs_qmp_args_has(const qs_qmp_args *a, const char *name);
 /* NULL, 0 or false when the member is absent. */
-const char *qs_qmp_args_str(const qs_qmp_args *a, const char *name);
-int64_t qs_qmp_args_int(const qs_qmp_args *a, const char *name);
-bool qs_qmp_args_bool(const qs_qmp_args *a, const char *name);
+QS_EXPORT const char *qs_qmp_args_str(const qs_qmp_args *a, const char *name);
+QS_EXPORT int64_t qs_qmp_args_int(const qs_qmp_args *a, const char *name);
+QS_EXPORT bool qs_qmp_args_bool(const qs_qmp_args *a, const char *name);
 
 /* Writes the command's return value with `ret` (the "return" member), or
  * sets *errp and returns false. */
@@ -52,11 +52,11 @@ typedef bool (*qs_qmp_command_fn)(void *opaque, const qs_qmp_args *args, qs_jw *
  * query-commands list it from then on.  Refused: a name already taken, a
  * schema that does not describe the command or conflicts with an entry of
  * the same name. */
-bool qs_qmp_add_command(qs_qmp *q, const char *name, const char *schema,
-                        qs_qmp_command_fn fn, void *opaque, qs_error **errp);
+QS_EXPORT bool qs_qmp_add_command(qs_qmp *q, const char *name, const char *schema,
+                                  qs_qmp_command_fn fn, void *opaque, qs_error **errp);
 
 /* Closes listeners and clients (unlinking unix sockets); memory is released
  * from close callbacks, so run the loop afterwards until it is idle. */
-void qs_qmp_free(qs_qmp *q);
+QS_EXPORT void qs_qmp_free(qs_qmp *q);
 
 #endif

@@ -17,7 +17,7 @@
 #include <stdbool.h>
 #include <jansson.h>
 
-#include "qs-core.h"
+#include "qs-common.h"
 
 #define QS_CLIENT_NAME "qstats"
 

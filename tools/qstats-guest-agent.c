@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "qs-balloon.h"
+#include "qs-balloon-guest.h"
 #include "qs-net.h"
 
 #define REQUEST_BYTE 0x01

@@ -18,6 +18,7 @@
 #include "qs-exporter.h"
 #include "qs-hmp.h"
 #include "qs-kvm.h"
+#include "qs-microvm.h"
 #include "qs-qmp.h"
 
 #define MAX_LISTENERS 16

@@ -39,7 +39,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "qs-balloon.h"
+#include "qs-common.h"
+#include "qs-balloon-guest.h"
 
 #define PROC_FILE_MAX (256 * 1024)
 

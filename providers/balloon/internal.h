@@ -8,7 +8,9 @@
 #ifndef QS_BALLOON_INTERNAL_H
 #define QS_BALLOON_INTERNAL_H
 
+#include "qs-common.h"
 #include "qs-balloon.h"
+#include "qs-balloon-guest.h"
 
 typedef struct qs_balloon_dev_ops {
     /* (Re-)arms the poll timer to fire once after delay_ms. */

@@ -56,7 +56,7 @@
 
 #include <linux/kvm.h>
 
-#include "qs-kvm.h"
+#include "binary_stats.h"
 
 #define HDR_SIZE      ((uint32_t)sizeof(struct kvm_stats_header))   /* 24 */
 #define DESC_SIZE     ((uint32_t)sizeof(struct kvm_stats_desc))     /* 16 */

@@ -7,7 +7,7 @@
  */
 #include <string.h>
 
-#include "qs-kvm.h"
+#include "binary_stats.h"
 
 static const struct {
     const char *name;

@@ -27,7 +27,8 @@
  * next KVM_RUN return EINTR at once, so no wake-up can be lost and no signal
  * handler (process-global state) is needed.
  */
-#include "qs-kvm.h"
+#include "qs-common.h"
+#include "qs-microvm.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "binary_stats.h"
 #include "qs-kvm.h"
 
 typedef struct kvm_source {

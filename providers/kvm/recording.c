@@ -25,6 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "qs-common.h"
 #include "qs-kvm.h"
 
 /* The N of "vcpuN.bin" (no sign, no leading zero), or -1. */

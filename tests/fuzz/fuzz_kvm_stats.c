@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "qs-core.h"
-#include "qs-kvm.h"
+#include "binary_stats.h"
 
 static int memfd_of(const uint8_t *data, size_t size)
 {

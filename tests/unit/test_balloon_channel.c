@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #include "providers/balloon/qs-balloon.h"
+#include "providers/balloon/qs-balloon-guest.h"
 
 typedef struct env {
     uv_loop_t loop;

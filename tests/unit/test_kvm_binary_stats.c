@@ -30,7 +30,7 @@
 #include <jansson.h>
 #include <linux/kvm.h>
 
-#include "qs-kvm.h"
+#include "binary_stats.h"
 
 /* ---- crafted files ----------------------------------------------------- */
 

@@ -34,6 +34,8 @@
 #include <linux/kvm.h>
 
 #include "qs-kvm.h"
+#include "qs-microvm.h"
+#include "binary_stats.h"
 
 /* The stats every vCPU of the micro-VM must see move. */
 enum { ST_EXITS, ST_HALT_EXITS, ST_HALT_WAIT_NS, ST_IRQ_INJECTIONS, ST__N };
