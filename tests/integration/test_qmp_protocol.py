@@ -445,9 +445,13 @@ def truncate_data(path, keep):
 
 
 def zero_name_size(path):
-    with open(path, "r+b") as f:
-        f.seek(4)                       # header: flags, name_size, ...
-        f.write(b"\0\0\0\0")
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    header = list(recording.HEADER.unpack_from(data))
+    header[1] = 0                       # flags, name_size, ...
+    recording.HEADER.pack_into(data, 0, *header)
+    with open(path, "wb") as f:
+        f.write(data)
 
 
 def retag_id(path, new_id):

@@ -8,7 +8,7 @@ filter shape, every argument error text (qemu-reference.md §1.4, §2.2,
 import resource
 import time
 
-from qstest import Daemon, need_kvm, recording, run_module
+from qstest import Daemon, need_kvm, run_module
 
 VCPU0 = "/machine/unattached/device[0]"
 VCPU1 = "/machine/unattached/device[1]"
@@ -96,8 +96,7 @@ def test_a_file_rewritten_in_place_is_seen_at_the_next_query():
         assert (vm["pages_4k"], vm["max_mmu_rmap_size"]) == (4242, 2**63 + 1)
         # the other vCPU's file was not touched, nor is its answer
         zero = q.ok("query-stats", {"target": "vcpu", "vcpus": [VCPU0]})
-        assert zero[0]["stats"] == expected_stats(recording.StatsFile.load(
-            d.recording.file(0)))
+        assert zero[0]["stats"] == expected_stats(d.recording.load(0))
         assert stats_of(zero[0])["exits"] != 123456789
 
 

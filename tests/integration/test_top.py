@@ -98,11 +98,17 @@ def prompt_line(screen):
 def frozen(pid):
     """The daemon stopped (every thread), so that no query reads a data
     block while it is being rewritten."""
+    def stopped(task):
+        try:
+            with open(f"/proc/{pid}/task/{task}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] in "tT"
+        except FileNotFoundError:        # a thread that ended stops nothing
+            return True
+
     os.kill(pid, signal.SIGSTOP)
     try:
         deadline = time.time() + 10
-        while not all(open(f"/proc/{pid}/task/{t}/stat").read().rsplit(")", 1)[1].split()[0]
-                      in "tT" for t in os.listdir(f"/proc/{pid}/task")):
+        while not all(stopped(t) for t in os.listdir(f"/proc/{pid}/task")):
             assert time.time() < deadline, "qstatsd did not stop on SIGSTOP"
             time.sleep(0.001)
         yield
