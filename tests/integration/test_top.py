@@ -1,12 +1,14 @@
 """The interactive parts of the `qstats` client, driven on a real terminal
 (tmux: send-keys, capture-pane) against a real qstatsd: console completion
 (commands, stat names learnt from the schemas, QOM paths), `cpu N`,
-history and Ctrl-D; `top` on the running micro-VM (positive `exits` rate,
-the o/f/v/p/s keys change the screen, resizes redraw, `q`, SIGTERM, Ctrl-C
-and a dying daemon all leave the alternate screen and restore the shell),
-histogram count/mean/p50/p99 of the last interval computed from the bucket
-bounds on a crafted stats file whose buckets the test moves, unit scaling,
-and the batch modes --once and --log parsed and checked."""
+history and Ctrl-D; `top` on a recorded VM whose guest the test keeps
+running (positive rates, the o/f/v/p/s keys change the screen, resizes
+redraw, `q`, SIGTERM, Ctrl-C and a dying daemon all leave the alternate
+screen and restore the shell), histogram count/mean/p50/p99 of the last
+interval computed from the bucket bounds (on a crafted stats file whose
+buckets the test moves, and on the recorded halt_wait_hist), unit
+scaling, and the batch modes --once and --log parsed and checked."""
+import contextlib
 import csv
 import io
 import os
@@ -16,13 +18,11 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 
-from qstest import Daemon, need_kvm, run_module, skip
-from test_client import QSTATS, fixture_daemon, hand_over, stats_file
-
-if not shutil.which("tmux"):
-    skip("tmux is not installed")
+from qstest import Daemon, run_module, skip
+from test_client import QSTATS, fixture_daemon, stats_file
 
 STATUS_KEYS = "o sort  f filter  v vcpu  p provider  s interval  q quit"
 
@@ -34,6 +34,8 @@ class Pane:
     count = 0
 
     def __init__(self, argv, width=200, height=50, env=None):
+        if not shutil.which("tmux"):
+            skip("tmux (Debian package tmux) is not installed")
         Pane.count += 1
         self.server = f"qstats-test-{os.getpid()}-{Pane.count}"
         self.home = tempfile.mkdtemp(prefix="qstats-home-")
@@ -90,6 +92,58 @@ class Pane:
 def prompt_line(screen):
     lines = [line for line in screen.split("\n") if line.startswith("(qstats)")]
     return lines[-1].rstrip() if lines else ""
+
+
+@contextlib.contextmanager
+def frozen(pid):
+    """The daemon stopped (every thread), so that no query reads a data
+    block while it is being rewritten."""
+    def stopped(task):
+        try:
+            with open(f"/proc/{pid}/task/{task}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] in "tT"
+        except FileNotFoundError:        # a thread that ended stops nothing
+            return True
+
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        deadline = time.time() + 10
+        while not all(stopped(t) for t in os.listdir(f"/proc/{pid}/task")):
+            assert time.time() < deadline, "qstatsd did not stop on SIGSTOP"
+            time.sleep(0.001)
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+class GuestRunning:
+    """The recorded VM's guest at work while the test watches: every
+    `period` seconds its files advance by `period` seconds of an idle
+    guest (scripts/recording.py), as the micro-VM's counters would."""
+
+    def __init__(self, d, period=0.1):
+        self.d, self.period = d, period
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.error = None
+
+    def run(self):
+        try:
+            while not self.done.wait(self.period):
+                with frozen(self.d.proc.pid):
+                    self.d.advance(self.period)
+        except BaseException as e:  # noqa: BLE001 - reported by __exit__
+            self.error = e
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.thread.join(30)
+        if self.error and not exc[0]:
+            raise self.error
 
 
 # ---- console --------------------------------------------------------------
@@ -196,9 +250,8 @@ def header_has(p, text):
     return p.wait(lambda s: text in parse_top(s)[0] if "qstats top - " in s else False, text)
 
 
-def test_top_on_the_micro_vm_keys_change_the_screen_and_q_restores_the_terminal():
-    need_kvm()
-    with Daemon(vcpus=2) as d:
+def test_top_on_a_running_vm_keys_change_the_screen_and_q_restores_the_terminal():
+    with Daemon(recorded=2) as d, GuestRunning(d):
         p = Pane([QSTATS, "-s", d.qmp_path, "top", "-d", "1"])
         try:
             s = p.wait(exits_rate_positive, "a positive exits rate")
@@ -343,34 +396,77 @@ def test_histograms_show_count_mean_and_percentiles_of_the_last_interval():
 
 # ---- batch modes ------------------------------------------------------------------
 
-def test_once_and_log_on_the_running_micro_vm():
-    need_kvm()
-    with Daemon(vcpus=2) as d:
-        r = subprocess.run([QSTATS, "-s", d.qmp_path, "top", "--once", "-d", "1"],
-                           capture_output=True, text=True, timeout=30)
-        assert r.returncode == 0 and r.stderr == "", r
-        assert "\x1b" not in r.stdout
-        header, rows, _ = parse_top(r.stdout)
-        assert "interval: 1s" in header and "vcpu: all of 2" in header, header
-        assert count(row(rows, "exits")[3]) > 10
-        hist = row(rows, "halt_wait_hist")[4]
-        assert re.fullmatch(r"mean [\d.]+ (ns|us|ms|s)  p50 [\d.]+ (ns|us|ms|s)  "
-                            r"p99 [\d.]+ (ns|us|ms|s)", hist), hist
-        assert re.fullmatch(r"[\d.]+ (ns|us|ms|s)/s", row(rows, "halt_wait_ns")[3])
-        assert len(rows) >= 40            # every stat of the kernel, no screen limit
+SECONDS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 
-        r = subprocess.run([QSTATS, "-s", d.qmp_path, "top", "--log", "-n", "3", "-d", "0.4"],
-                           capture_output=True, text=True, timeout=30)
-        assert r.returncode == 0 and r.stderr == "", r
-        table = list(csv.DictReader(io.StringIO(r.stdout)))
-        assert len(table) == 3
-        cols = r.stdout.split("\n")[0].split(",")
-        assert cols[0] == "timestamp" and "exits" in cols and "pages_4k" in cols, cols
-        stamps = [float(t["timestamp"]) for t in table]
-        assert all(0.2 < b - a < 1.5 for a, b in zip(stamps, stamps[1:])), stamps
-        assert abs(stamps[-1] - time.time()) < 10
-        assert all(float(t["exits"]) > 10 for t in table), table
-        assert all(float(t["halt_wait_ns"]) > 0 for t in table)
+
+def seconds(text):
+    """A time as top shows it ("12.6 ms") in seconds."""
+    m = re.fullmatch(r"([\d.]+) (ns|us|ms|s)", text)
+    assert m, text
+    return float(m[1]) * SECONDS[m[2]]
+
+
+def grown_log2_bucket(before, after, name="halt_wait_hist"):
+    """(lower, upper) in seconds of the one bucket of a log2 histogram that
+    gained samples between two StatsFiles of a vCPU (KVM's rule: bucket k
+    is [2^(k-1), 2^k) units of 10^exponent s)."""
+    grew = [k for k, (x, y) in enumerate(zip(before.get(name), after.get(name))) if y > x]
+    assert len(grew) == 1 and grew[0] >= 1, grew
+    unit = 10.0 ** before.by_name[name].exponent
+    return 2 ** (grew[0] - 1) * unit, 2 ** grew[0] * unit
+
+
+def close_to(shown, want):
+    """top shows 3 significant digits."""
+    return abs(seconds(shown) - want) <= 0.005 * want
+
+
+def test_once_and_log_on_a_running_recorded_vm():
+    with Daemon(recorded=2) as d:
+        before = d.recording.load(0)
+        with GuestRunning(d):
+            once = subprocess.run([QSTATS, "-s", d.qmp_path, "top", "--once", "-d", "1"],
+                                  capture_output=True, text=True, timeout=30)
+            log = subprocess.run([QSTATS, "-s", d.qmp_path, "top", "--log", "-n", "3",
+                                  "-d", "0.4"], capture_output=True, text=True, timeout=30)
+        after = d.recording.load(0)
+        nstats = len(d.recording.load("vm").descs) + len(after.descs)
+
+    assert once.returncode == 0 and once.stderr == "", once
+    assert "\x1b" not in once.stdout
+    header, rows, _ = parse_top(once.stdout)
+    assert "interval: 1s" in header and "vcpu: all of 2" in header, header
+    assert count(row(rows, "exits")[3]) > 0 and count(row(rows, "halt_exits")[3]) > 0
+    assert re.fullmatch(r"[\d.]+ (ns|us|ms|s)/s", row(rows, "halt_wait_ns")[3])
+    # every halt of the guest fell in one bucket [lo, hi): the mean and
+    # median of the interval are its midpoint, p99 is 99% of the way through
+    lo, hi = grown_log2_bucket(before, after)
+    dist = row(rows, "halt_wait_hist")[4]
+    m = re.fullmatch(r"mean (.+)  p50 (.+)  p99 (.+)", dist)
+    assert m, dist
+    assert close_to(m[1], (lo + hi) / 2) and close_to(m[2], (lo + hi) / 2), (dist, lo, hi)
+    assert close_to(m[3], lo + 0.99 * (hi - lo)), (dist, lo, hi)
+    assert row(rows, "halt_poll_success_hist")[4] == "-"        # nothing new there
+    assert len(rows) == nstats        # every recorded stat, no screen limit
+
+    assert log.returncode == 0 and log.stderr == "", log
+    table = list(csv.DictReader(io.StringIO(log.stdout)))
+    assert len(table) == 3
+    cols = log.stdout.split("\n")[0].split(",")
+    assert cols[0] == "timestamp" and "exits" in cols and "halt_wait_hist" in cols, cols
+    stamps = [float(t["timestamp"]) for t in table]
+    assert stamps == sorted(stamps) and abs(stamps[-1] - time.time()) < 60, stamps
+    grew = {n: after.get(n) - before.get(n) for n in ("exits", "halt_exits", "halt_wait_ns")}
+    for t in table:
+        halts = float(t["halt_exits"])
+        assert halts > 0 and float(t["halt_wait_ns"]) > 0, t
+        # every advance moves these in the same proportions, and the rates
+        # of one interval come from the same two samples (the log prints
+        # rates to 3 decimals: halts is within 0.0005)
+        for name in ("exits", "halt_wait_ns"):
+            per_halt = grew[name] / grew["halt_exits"]
+            assert abs(float(t[name]) - halts * per_halt) <= 0.001 * per_halt, (name, t)
+        assert abs(float(t["irq_injections"]) - halts) <= 0.001, t
 
 
 def test_log_skips_all_zero_rows_with_z():
