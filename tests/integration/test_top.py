@@ -21,8 +21,8 @@ import tempfile
 import threading
 import time
 
-from qstest import Daemon, run_module, skip
-from test_client import QSTATS, fixture_daemon, stats_file
+from qstest import Daemon, recording, run_module, skip
+from test_client import QSTATS, fixture_daemon
 
 STATUS_KEYS = "o sort  f filter  v vcpu  p provider  s interval  q quit"
 
@@ -361,7 +361,7 @@ def test_histograms_show_count_mean_and_percentiles_of_the_last_interval():
     wait = [0] * 32
     wait[10] = 50                                    # log2 bucket 11: [512, 1024) ns
     wait[20] = 50                                    # log2 bucket 21: [2^19, 2^20) ns
-    data = stats_file(HIST_DESCS, hist_values(wait))
+    data = recording.build(HIST_DESCS, hist_values(wait))
     with Daemon(no_vm=True) as d:
         fd = os.memfd_create("hist")
         os.write(fd, data)
@@ -381,7 +381,7 @@ def test_histograms_show_count_mean_and_percentiles_of_the_last_interval():
             assert row(rows, "flag")[2:4] == ("yes", "")
             # 100 samples land in log2 bucket 6, [16, 32) ns, during the interval
             wait[5] = 100
-            os.pwrite(fd, stats_file(HIST_DESCS, hist_values(wait)), 0)
+            os.pwrite(fd, recording.build(HIST_DESCS, hist_values(wait)), 0)
             s = p.wait(lambda s: row(parse_top(s)[1], "wait_hist")[2] == "200", "new samples")
             name, where, value, rate, dist = row(parse_top(s)[1], "wait_hist")
             assert dist == "mean 24 ns  p50 24 ns  p99 31.8 ns", dist
