@@ -111,7 +111,7 @@ def test_introspection_commands():
         cmds = {e["name"]: e for e in schema if e["meta-type"] == "command"}
         assert set(cmds) == names
         enums = {e["name"]: e["values"] for e in schema if e["meta-type"] == "enum"}
-        assert enums["StatsProvider"] == ["kvm", "cryptodev", "balloon"]
+        assert enums["StatsProvider"] == ["kvm", "cryptodev", "balloon", "sched"]
         assert q.ok("query-name") == {"name": "guest-1"}
         assert q.ok("query-version")["qemu"]["major"] >= 0
 
