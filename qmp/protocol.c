@@ -12,30 +12,37 @@
 
 #define DUMP_FLAGS (JSON_ENCODE_ANY | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER)
 
-static void put_error(qs_buf *out, const qs_error *err)
+static void put_id(qs_buf *out, const json_t *id)
 {
-    qs_buf_puts(out, "{\"error\": {\"class\": ");
-    qs_json_put_string(out, qs_error_class_name(err->cls));
-    qs_buf_puts(out, ", \"desc\": ");
-    qs_json_put_string(out, err->msg);
-    qs_buf_putc(out, '}');
+    char *s = json_dumps(id, DUMP_FLAGS);
+    qs_buf_puts(out, "\"id\": ");
+    qs_buf_puts(out, s ? s : "null");
+    free(s);
 }
 
+/* Ends a success reply: QEMU's QDict puts "id" after "return". */
 static void put_id_and_end(qs_buf *out, const json_t *id)
 {
     if (id) {
-        char *s = json_dumps(id, DUMP_FLAGS);
-        qs_buf_puts(out, ", \"id\": ");
-        qs_buf_puts(out, s ? s : "null");
-        free(s);
+        qs_buf_puts(out, ", ");
+        put_id(out, id);
     }
     qs_buf_puts(out, "}\r\n");
 }
 
+/* An error reply: there QEMU's QDict puts "id" before "error". */
 static void reply_error(qs_qmp_session *s, const json_t *id, qs_error *err)
 {
-    put_error(&s->out, err);
-    put_id_and_end(&s->out, id);
+    qs_buf_putc(&s->out, '{');
+    if (id) {
+        put_id(&s->out, id);
+        qs_buf_puts(&s->out, ", ");
+    }
+    qs_buf_puts(&s->out, "\"error\": {\"class\": ");
+    qs_json_put_string(&s->out, qs_error_class_name(err->cls));
+    qs_buf_puts(&s->out, ", \"desc\": ");
+    qs_json_put_string(&s->out, err->msg);
+    qs_buf_puts(&s->out, "}}\r\n");
     qs_error_free(err);
 }
 
