@@ -7,7 +7,7 @@
  */
 #include <string.h>
 
-#include "qs-core.h"
+#include "qs-common.h"
 
 void qs_jw_init(qs_jw *w, qs_buf *b)
 {
@@ -140,4 +140,84 @@ void qs_json_put_string(qs_buf *b, const char *str)
         }
     }
     qs_buf_putc(b, '"');
+}
+
+/* ---- re-indenting JSON text --------------------------------------------- */
+
+static void newline(qs_buf *out, int depth, int indent)
+{
+    qs_buf_putc(out, '\n');
+    for (int i = 0; i < depth * indent; i++)
+        qs_buf_putc(out, ' ');
+}
+
+/* Copies one JSON string token starting at s[*i] == '"'. */
+static void copy_string(qs_buf *out, const char *s, size_t len, size_t *i)
+{
+    size_t start = (*i)++;
+    while (*i < len && s[*i] != '"')
+        *i += s[*i] == '\\' ? 2 : 1;
+    if (*i < len)
+        (*i)++;
+    qs_buf_append(out, s + start, (*i > len ? len : *i) - start);
+}
+
+/* Whether the container opened at s[i] is empty: "{}" or "[ ]". */
+static bool empty_container(const char *s, size_t len, size_t i)
+{
+    char close = s[i] == '{' ? '}' : ']';
+    for (i++; i < len && strchr(" \t\r\n", s[i]); i++)
+        ;
+    return i < len && s[i] == close;
+}
+
+void qs_json_reindent(qs_buf *out, const char *s, size_t len, int indent, bool empty_inline)
+{
+    int depth = 0;
+    bool fresh = false;       /* just opened a container: next value goes on a new line */
+
+    for (size_t i = 0; i < len;) {
+        char c = s[i];
+        if (strchr(" \t\r\n", c)) {
+            i++;
+        } else if (c == '}' || c == ']') {
+            newline(out, --depth, indent);
+            qs_buf_putc(out, c);
+            fresh = false;
+            i++;
+        } else if ((c == '{' || c == '[') && empty_inline && empty_container(s, len, i)) {
+            if (fresh)
+                newline(out, depth, indent);
+            qs_buf_putc(out, c);
+            qs_buf_putc(out, c == '{' ? '}' : ']');
+            fresh = false;
+            for (i++; s[i] != '}' && s[i] != ']'; i++)
+                ;
+            i++;
+        } else {
+            if (fresh)
+                newline(out, depth, indent);
+            fresh = false;
+            if (c == '"') {
+                copy_string(out, s, len, &i);
+            } else if (c == '{' || c == '[') {
+                qs_buf_putc(out, c);
+                depth++;
+                fresh = true;
+                i++;
+            } else if (c == ',') {
+                qs_buf_putc(out, ',');
+                newline(out, depth, indent);
+                i++;
+            } else if (c == ':') {
+                qs_buf_puts(out, ": ");
+                i++;
+            } else {
+                size_t start = i;
+                while (i < len && !strchr(" \t\r\n,:]}", s[i]))
+                    i++;
+                qs_buf_append(out, s + start, i - start);
+            }
+        }
+    }
 }

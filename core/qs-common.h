@@ -1,6 +1,7 @@
 /*
  * qs-common.h - (internal) what every module of libqstats and its programs
- * share that is not part of the public API: abort-on-failure allocation.
+ * share that is not part of the public API: abort-on-failure allocation and
+ * the JSON re-indenter of the monitors and the client.
  * A daemon that cannot allocate a few bytes has nothing better to do; an
  * embedding VMM keeps its own policy, so these are not exported.
  */
@@ -14,5 +15,13 @@ void *qs_calloc(size_t n, size_t m);
 void *qs_realloc(void *p, size_t n);
 char *qs_strdup(const char *s);
 char *qs_strdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Re-indents JSON text token by token, one member or element a line,
+ * `indent` spaces a level, so that numbers stay as they came (exact u64):
+ * QEMU's pretty printer (HMP qom-get) is indent 4 with "{\n}" for an empty
+ * container; jansson's JSON_INDENT(2) (the client's `qmp`) is indent 2 with
+ * "{}" (empty_inline). */
+void qs_json_reindent(qs_buf *out, const char *json, size_t len, int indent,
+                      bool empty_inline);
 
 #endif

@@ -71,9 +71,6 @@ void qs_hmp_format_descr(qs_buf *out, const qs_schema_value *sv);
 /* The -b form of bucket i (0-based) of n: "[lo,hi)unit" / "[lo unit,+inf)". */
 void qs_hmp_format_bucket(qs_buf *out, const qs_schema_value *sv, size_t i, size_t n);
 
-/* Re-indents compact JSON text the way QEMU's pretty JSON writer does
- * (4 spaces, one member per line, "{\n}" for empty containers). */
-void qs_hmp_json_pretty(qs_buf *out, const char *json, size_t len);
 
 /* ---- interpreter ------------------------------------------------------- */
 

@@ -48,7 +48,7 @@ void qs_hmp_cmd_qom_get(void *opaque, qs_hmp_monitor *m, const qs_hmp_args *a, q
     qs_jw_init(&w, &json);
     if (qs_registry_qom_get(m->h->cfg.reg, qs_hmp_args_str(a, "path"),
                             qs_hmp_args_str(a, "property"), &w, &err)) {
-        qs_hmp_json_pretty(out, json.data ? json.data : "", json.len);
+        qs_json_reindent(out, json.data ? json.data : "", json.len, 4, false);
         qs_buf_putc(out, '\n');
     } else {
         print_error(out, err);

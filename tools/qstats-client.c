@@ -106,51 +106,17 @@ static int run_hmp_line(qs_qmpc *c, int argc, char **argv, long cpu)
     return 0;
 }
 
-static void newline_indent(FILE *f, int depth)
-{
-    fputc('\n', f);
-    for (int i = 0; i < depth; i++)
-        fputs("  ", f);
-}
-
-/* Re-indents JSON text token by token (two spaces a level, as jansson's
- * JSON_INDENT(2)) rather than through a jansson tree, so that numbers are
- * printed as they came: 18446744073709551615 stays exact. */
+/* Re-indented as jansson's JSON_INDENT(2) would, but token by token rather
+ * than through a jansson tree, so that numbers are printed as they came:
+ * 18446744073709551615 stays exact. */
 static void print_pretty_json(const char *s, FILE *f)
 {
-    int depth = 0;
-    for (const char *p = s; *p; p++) {
-        char c = *p;
-        if (c == '"') {
-            const char *q = p + 1;
-            while (*q && *q != '"')
-                q += (*q == '\\' && q[1]) ? 2 : 1;
-            fwrite(p, 1, (size_t)(q - p) + (*q != 0), f);
-            p = *q ? q : q - 1;
-        } else if (c == '{' || c == '[') {
-            const char *q = p + 1;
-            while (*q == ' ')
-                q++;
-            fputc(c, f);
-            if (*q == (c == '{' ? '}' : ']')) {
-                fputc(*q, f);
-                p = q;
-            } else {
-                newline_indent(f, ++depth);
-            }
-        } else if (c == '}' || c == ']') {
-            newline_indent(f, --depth);
-            fputc(c, f);
-        } else if (c == ',') {
-            fputc(',', f);
-            newline_indent(f, depth);
-        } else if (c == ':') {
-            fputs(": ", f);
-        } else if (c != ' ' && c != '\t' && c != '\r' && c != '\n') {
-            fputc(c, f);
-        }
-    }
+    qs_buf out;
+    qs_buf_init(&out);
+    qs_json_reindent(&out, s, strlen(s), 2, true);
+    fwrite(out.data, 1, out.len, f);
     fputc('\n', f);
+    qs_buf_free(&out);
 }
 
 /* `qmp JSON` or `qmp NAME [ARGS-JSON]`. */

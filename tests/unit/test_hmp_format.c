@@ -350,7 +350,7 @@ static void pretty_is(const char *in, const char *expect)
 {
     qs_buf b;
     qs_buf_init(&b);
-    qs_hmp_json_pretty(&b, in, strlen(in));
+    qs_json_reindent(&b, in, strlen(in), 4, false);
     qs_buf_putc(&b, '\0');
     assert_string_equal(b.data, expect);
     qs_buf_free(&b);
