@@ -38,7 +38,7 @@
 
 /* What libqstats.so exports: the functions of the public headers, and
  * nothing else (the library is built with hidden visibility; the list is
- * pinned in packaging/libqstats.symbols). */
+ * pinned in debian/libqstats0.symbols). */
 #define QS_EXPORT __attribute__((visibility("default")))
 
 /* ---- errors: the message is the user-visible text -------------------- */

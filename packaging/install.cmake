@@ -3,10 +3,15 @@
 #              archive: they use internals the shared library does not export)
 #   lib/       libqstats.so.0 (SONAME) and the libqstats.so development link
 #   include/qstats/   qstats.h and every module's public header: the embedding API
-#   lib/pkgconfig/qstats.pc, lib/systemd/system/qstatsd.service
+#   lib/pkgconfig/qstats.pc
+#   QS_SYSTEMD_UNITDIR/qstatsd.service   (default lib/systemd/system under the
+#              prefix; the Debian build puts it in /lib/systemd/system)
+#   share/man/ the manual pages of the programs built (docs/man/, roff)
 # The .pc file and the unit contain absolute paths, so they are written at
 # install time from the prefix actually used (`cmake --install --prefix P`).
 include(GNUInstallDirs)
+set(QS_SYSTEMD_UNITDIR "lib/systemd/system" CACHE STRING
+    "Where the systemd unit is installed (relative to the prefix, or absolute)")
 
 foreach(t qstatsd qstats-client qstats-guest-agent)
   if(TARGET ${t})
@@ -30,4 +35,13 @@ install(CODE "
   configure_file(\"${CMAKE_SOURCE_DIR}/packaging/qstatsd.service.in\" \"${QS_PKG_OUT}/qstatsd.service\" @ONLY)
 ")
 install(FILES ${QS_PKG_OUT}/qstats.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
-install(FILES ${QS_PKG_OUT}/qstatsd.service DESTINATION lib/systemd/system)
+install(FILES ${QS_PKG_OUT}/qstatsd.service DESTINATION ${QS_SYSTEMD_UNITDIR})
+
+install(FILES ${CMAKE_SOURCE_DIR}/docs/man/qstatsd.8 DESTINATION ${CMAKE_INSTALL_MANDIR}/man8)
+if(TARGET qstats-client)
+  install(FILES ${CMAKE_SOURCE_DIR}/docs/man/qstats.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+endif()
+if(TARGET qstats-guest-agent)
+  install(FILES ${CMAKE_SOURCE_DIR}/docs/man/qstats-guest-agent.8
+          DESTINATION ${CMAKE_INSTALL_MANDIR}/man8)
+endif()

@@ -29,6 +29,10 @@ run_suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 echo "== build and test (ASan + UBSan)"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DQS_SANITIZE=ON
+# The Debian packages: built once from a copy of the tree, then used unpacked
+# (tests/packaging/test_packages.py); too slow to repeat in both suites.
+echo "== Debian packages (dpkg-buildpackage, the unpacked programs, lintian)"
+python3 tests/packaging/test_packages.py || failed+=("packages")
 echo "== fuzz smoke (libFuzzer: every input parser, plus past findings)"
 run_suite build-fuzz -DCMAKE_C_COMPILER=clang -DQS_FUZZ=ON -DQS_TESTS=OFF -DQS_BENCH=OFF
 

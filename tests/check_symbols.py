@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """The ABI of libqstats.so is deliberate: the dynamic symbols it defines
-must be exactly packaging/libqstats.symbols (adding one is an edit of that
-list, removing one is an ABI break), and every one of them must be declared
-with QS_EXPORT in an installed public header (nothing internal leaks).
+must be exactly those of debian/libqstats0.symbols, the one committed list
+(adding one is an edit of that file, debian/update-symbols; removing one is
+an ABI break), and every one of them must be declared with QS_EXPORT in an
+installed public header (nothing internal leaks).
 
-Usage: check_symbols.py LIBQSTATS.SO SYMBOLS-LIST HEADER..."""
+Usage: check_symbols.py LIBQSTATS.SO SYMBOLS-FILE HEADER..."""
 import re
 import subprocess
 import sys
@@ -27,8 +28,8 @@ def declared(headers):
 
 
 def main(lib, listing, *headers):
-    with open(listing) as f:
-        pinned = {l.strip() for l in f if l.strip() and not l.startswith("#")}
+    with open(listing) as f:      # dpkg-gensymbols format: " name@Base version"
+        pinned = set(re.findall(r"^ (\w+)@Base ", f.read(), re.M))
     have, public = exported(lib), declared(headers)
     problems = []
     for s in sorted(have - pinned):
