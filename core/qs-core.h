@@ -148,6 +148,23 @@ QS_EXPORT double qs_schema_value_scale(const qs_schema_value *sv, double raw);
 QS_EXPORT double qs_schema_bucket_lower(const qs_schema_value *sv, uint32_t i);
 QS_EXPORT double qs_schema_bucket_upper(const qs_schema_value *sv, uint32_t i);
 
+/* Whether the entry is a histogram (linear or log2): a list of buckets. */
+QS_EXPORT bool qs_schema_is_histogram(const qs_schema_value *sv);
+
+/* How people read a quantity of a unit: steps of base units, smallest
+ * first, ending with { 0, NULL }: seconds ps ns us ms s, bytes B KiB ... EiB,
+ * cycles cycles Kcycles ... Pcycles.  NULL for unit-less and boolean stats.
+ * HMP (-b bucket bounds) and top format values with the same steps. */
+typedef struct qs_unit_step {
+    double factor;          /* base units per step unit: 1e-9 for "ns" */
+    const char *suffix;
+} qs_unit_step;
+QS_EXPORT const qs_unit_step *qs_unit_steps(qs_unit u);
+/* The largest step whose factor does not exceed |v| (the first one for
+ * smaller values); the comparison forgives rounding, so that 1000 ns
+ * (0.999999...e-6 s) reads as 1 us.  NULL as for qs_unit_steps. */
+QS_EXPORT const qs_unit_step *qs_unit_step_for(qs_unit u, double v);
+
 typedef struct qs_schema {
     const char *provider;             /* borrowed from the provider */
     qs_target target;

@@ -3,6 +3,7 @@
  * so that QMP, HMP and the metrics exporter cannot disagree on a name.
  * Providers are open-ended: their names live in the registry (registry.c).
  */
+#include <math.h>
 #include <string.h>
 
 #include "qs-core.h"
@@ -85,4 +86,44 @@ double qs_schema_bucket_upper(const qs_schema_value *sv, uint32_t i)
     if (i + 1 >= sv->size)
         return 1.0 / 0.0;
     return qs_schema_bucket_lower(sv, i + 1);
+}
+
+bool qs_schema_is_histogram(const qs_schema_value *sv)
+{
+    return sv->type == QS_TYPE_LINEAR_HIST || sv->type == QS_TYPE_LOG2_HIST;
+}
+
+/* ---- units as people read them ----------------------------------------- */
+
+static const qs_unit_step seconds_steps[] = {
+    { 1e-12, "ps" }, { 1e-9, "ns" }, { 1e-6, "us" }, { 1e-3, "ms" }, { 1, "s" }, { 0, NULL },
+};
+static const qs_unit_step bytes_steps[] = {
+    { 1, "B" }, { 1024.0, "KiB" }, { 1048576.0, "MiB" }, { 1073741824.0, "GiB" },
+    { 1099511627776.0, "TiB" }, { 1125899906842624.0, "PiB" },
+    { 1152921504606846976.0, "EiB" }, { 0, NULL },
+};
+static const qs_unit_step cycles_steps[] = {
+    { 1, "cycles" }, { 1e3, "Kcycles" }, { 1e6, "Mcycles" }, { 1e9, "Gcycles" },
+    { 1e12, "Tcycles" }, { 1e15, "Pcycles" }, { 0, NULL },
+};
+
+const qs_unit_step *qs_unit_steps(qs_unit u)
+{
+    switch (u) {
+    case QS_UNIT_SECONDS: return seconds_steps;
+    case QS_UNIT_BYTES:   return bytes_steps;
+    case QS_UNIT_CYCLES:  return cycles_steps;
+    default:              return NULL;
+    }
+}
+
+const qs_unit_step *qs_unit_step_for(qs_unit u, double v)
+{
+    const qs_unit_step *st = qs_unit_steps(u);
+    if (!st)
+        return NULL;
+    while (st[1].suffix && fabs(v) >= st[1].factor * (1 - 1e-9))
+        st++;
+    return st;
 }

@@ -44,33 +44,6 @@ void qs_hmp_format_descr(qs_buf *out, const qs_schema_value *sv)
 
 /* ---- -b: bucket bounds ------------------------------------------------- */
 
-typedef struct scale {
-    double div;
-    const char *suffix;
-} scale;
-
-/* Picks the prefix for a bucket from its larger finite bound, so that both
- * bounds read naturally ("[0.512,1.02)us"). */
-static scale pick_scale(qs_unit unit, double ref)
-{
-    static const scale secs[] = {
-        { 1e-12, "ps" }, { 1e-9, "ns" }, { 1e-6, "us" }, { 1e-3, "ms" }, { 1, "s" },
-    };
-    static const scale bytes[] = {
-        { 1, "B" }, { 1024.0, "KiB" }, { 1048576.0, "MiB" }, { 1073741824.0, "GiB" },
-        { 1099511627776.0, "TiB" }, { 1125899906842624.0, "PiB" },
-        { 1152921504606846976.0, "EiB" },
-    };
-    const scale *t = unit == QS_UNIT_SECONDS ? secs : bytes;
-    size_t n = unit == QS_UNIT_SECONDS ? sizeof(secs) / sizeof(secs[0])
-                                       : sizeof(bytes) / sizeof(bytes[0]);
-    size_t k = 0;
-    /* The tolerance keeps 1000 ns (0.999999...e-6 s) from staying in ns. */
-    while (k + 1 < n && ref >= t[k + 1].div * (1 - 1e-9))
-        k++;
-    return t[k];
-}
-
 static void put_number(qs_buf *out, double v)
 {
     if (v >= 1000)
@@ -84,18 +57,19 @@ void qs_hmp_format_bucket(qs_buf *out, const qs_schema_value *sv, size_t i, size
     double lo = qs_schema_value_scale(sv, qs_schema_bucket_lower(sv, (uint32_t)i));
     bool last = i + 1 >= n;
     double hi = last ? 0 : qs_schema_value_scale(sv, qs_schema_bucket_upper(sv, (uint32_t)i));
-    scale s = { 1, sv->unit == QS_UNIT_CYCLES ? "cycles" : "" };
-
+    /* The step comes from the larger finite bound, so that both bounds read
+     * naturally ("[0.512,1.02)us"); cycles stay cycles. */
+    qs_unit_step s = { 1, sv->unit == QS_UNIT_CYCLES ? "cycles" : "" };
     if (sv->unit == QS_UNIT_SECONDS || sv->unit == QS_UNIT_BYTES)
-        s = pick_scale(sv->unit, last ? lo : hi);
+        s = *qs_unit_step_for(sv->unit, last ? lo : hi);
     qs_buf_putc(out, '[');
-    put_number(out, lo / s.div);
+    put_number(out, lo / s.factor);
     if (last) {
         qs_buf_printf(out, "%s,+inf)", s.suffix);
         return;
     }
     qs_buf_putc(out, ',');
-    put_number(out, hi / s.div);
+    put_number(out, hi / s.factor);
     qs_buf_printf(out, ")%s", s.suffix);
 }
 
