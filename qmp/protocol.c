@@ -10,32 +10,93 @@
 
 #include "internal.h"
 
-#define DUMP_FLAGS (JSON_ENCODE_ANY | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER)
-
 static void put_error(qs_buf *out, const qs_error *err)
 {
-    qs_buf_puts(out, "{\"error\": {\"class\": ");
+    qs_buf_puts(out, "\"error\": {\"class\": ");
     qs_json_put_string(out, qs_error_class_name(err->cls));
     qs_buf_puts(out, ", \"desc\": ");
     qs_json_put_string(out, err->msg);
     qs_buf_putc(out, '}');
 }
 
+static void put_qobject(qs_buf *out, const json_t *v);
+
+static void put_qdict(qs_buf *out, const json_t *obj)
+{
+    size_t n = json_object_size(obj), k = 0;
+    const char **keys = qs_calloc(n ? n : 1, sizeof(*keys));
+    size_t *order = qs_calloc(n ? n : 1, sizeof(*order));
+    const char *key;
+    json_t *val;
+
+    json_object_foreach((json_t *)obj, key, val)
+        keys[k++] = key;
+    qs_qapi_qdict_order(keys, n, order);
+    qs_buf_putc(out, '{');
+    for (k = 0; k < n; k++) {
+        qs_buf_puts(out, k ? ", " : "");
+        qs_json_put_string(out, keys[order[k]]);
+        qs_buf_puts(out, ": ");
+        put_qobject(out, json_object_get(obj, keys[order[k]]));
+    }
+    qs_buf_putc(out, '}');
+    free(keys);
+    free(order);
+}
+
+/* A request value echoed back (the id) as QEMU writes the QObject it
+ * parsed: object members in QDict order, reals as "%.17g" (1e3 is 1000). */
+static void put_qobject(qs_buf *out, const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        put_qdict(out, v);
+        break;
+    case JSON_ARRAY:
+        qs_buf_putc(out, '[');
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            qs_buf_puts(out, i ? ", " : "");
+            put_qobject(out, json_array_get(v, i));
+        }
+        qs_buf_putc(out, ']');
+        break;
+    case JSON_STRING:
+        qs_json_put_string(out, json_string_value(v));
+        break;
+    case JSON_INTEGER:
+        qs_buf_put_i64(out, json_integer_value(v));
+        break;
+    case JSON_REAL:
+        qs_buf_printf(out, "%.17g", json_real_value(v));
+        break;
+    default:
+        qs_buf_puts(out, json_is_true(v) ? "true" : json_is_false(v) ? "false" : "null");
+        break;
+    }
+}
+
+/* QEMU's reply is a QDict too: "return" comes before "id", "id" before
+ * "error". */
 static void put_id_and_end(qs_buf *out, const json_t *id)
 {
     if (id) {
-        char *s = json_dumps(id, DUMP_FLAGS);
         qs_buf_puts(out, ", \"id\": ");
-        qs_buf_puts(out, s ? s : "null");
-        free(s);
+        put_qobject(out, id);
     }
     qs_buf_puts(out, "}\r\n");
 }
 
 static void reply_error(qs_qmp_session *s, const json_t *id, qs_error *err)
 {
+    if (id) {
+        qs_buf_puts(&s->out, "{\"id\": ");
+        put_qobject(&s->out, id);
+        qs_buf_puts(&s->out, ", ");
+    } else {
+        qs_buf_putc(&s->out, '{');
+    }
     put_error(&s->out, err);
-    put_id_and_end(&s->out, id);
+    qs_buf_puts(&s->out, "}\r\n");
     qs_error_free(err);
 }
 
