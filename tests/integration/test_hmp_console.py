@@ -107,22 +107,11 @@ def hmc(q, line):
     return q.ok("human-monitor-command", {"command-line": line})
 
 
-def blocks(sh):
-    """[(header lines, stat lines)] split at every non-stat line."""
-    out = []
-    for item in sh:
-        if item[0] == "stat" and out:
-            out[-1][1].append(item)
-        else:
-            out.append(([item] if item[0] != "stat" else [], [item] if item[0] == "stat" else []))
-    return out
-
-
 def same_shape(ours, qemu):
     """Line by line with values free, stats in natural order; the stat
     names are the same kernel's, so they must be equal."""
-    a, b = blocks(shape(ours)), blocks(natural(shape(qemu)))
-    assert a == b, (a, b)
+    a, b = shape(ours), natural(shape(qemu))
+    assert a == b, ([x for x in a if x not in b], [x for x in b if x not in a], len(a), len(b))
 
 
 def compare_with_transcript(run_line):
