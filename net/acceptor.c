@@ -82,7 +82,10 @@ static void refuse(qs_acceptor *a, int fd)
         ssize_t r = send(fd, a->cfg.refusal, strlen(a->cfg.refusal), MSG_NOSIGNAL);
         (void)r;
     }
-    say(a, "refusing a %s connection: too many open", a->cfg.what);
+    if (a->cfg.refused_log)
+        say(a, "%s", a->cfg.refused_log);
+    else
+        say(a, "refusing a %s connection: too many open", a->cfg.what);
     close(fd);
 }
 

@@ -47,6 +47,7 @@ typedef struct qs_acceptor_config {
      * be NULL), closes the fd and logs why. */
     bool (*on_accept)(void *opaque, int fd);
     const char *refusal;
+    const char *refused_log;  /* the log line then (NULL: a generic one) */
     /* Lines for an operator (refused peers, failing accepts); the owner
      * rate-limits them.  May be NULL. */
     void (*log)(void *opaque, const char *msg);
@@ -74,7 +75,7 @@ bool qs_vsock_peer_allowed(long expected_cid, unsigned peer_cid);
 /* At most QS_LOG_BURST lines in any QS_LOG_WINDOW_MS, then one line saying
  * how many were suppressed when the window reopens: a hostile peer can
  * not flood the log. */
-#define QS_LOG_BURST 5
+#define QS_LOG_BURST 20
 #define QS_LOG_WINDOW_MS 10000
 typedef struct qs_ratelimit {
     uint64_t window_start;
