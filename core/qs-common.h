@@ -16,6 +16,11 @@ void *qs_realloc(void *p, size_t n);
 char *qs_strdup(const char *s);
 char *qs_strdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* A buffer that grew past this for one large reply is given back once it
+ * is empty again (qs_buf_trim, qs_results_trim): memory returns near its
+ * baseline after a large query. */
+#define QS_KEEP_BYTES (1u << 20)
+
 /* Re-indents JSON text token by token, one member or element a line,
  * `indent` spaces a level, so that numbers stay as they came (exact u64):
  * QEMU's pretty printer (HMP qom-get) is indent 4 with "{\n}" for an empty

@@ -100,6 +100,7 @@ struct qs_qmp {
     qs_qmp_listener *listeners;
     qs_qmp_session *sessions;
     size_t nsessions, max_sessions;
+    size_t reply_max;
     char refusal[128], refused_log[96];
     qs_ratelimit log_limit;
     bool quitting;

@@ -253,15 +253,27 @@ static bool dispatch(qs_qmp_session *s, const char *name, const json_t *args,
     if (!qs_qapi_validate(cmd->type, args, errp))
         return false;
 
+    /* The reply is built in place under its ceiling: past it, nothing
+     * more is allocated and the request fails instead. */
     size_t mark = s->out.len;
     qs_jw w;
+    s->out.limit = mark + q->reply_max;
     qs_buf_puts(&s->out, "{\"return\": ");
     qs_jw_init(&w, &s->out);
     bool ok = cmd->session_fn ? cmd->session_fn(s, args, &w, errp)
                               : cmd->fn(cmd->opaque, (const qs_qmp_args *)args, &w, errp);
+    bool over = s->out.overflow;
+    s->out.limit = 0;
+    s->out.overflow = false;
+    if (ok && over) {
+        qs_error_setg(errp, "The reply to %s would exceed %zu bytes (qstats' reply limit); "
+                      "ask for less", name, q->reply_max);
+        ok = false;
+    }
     if (!ok) {
         s->out.len = mark;
-        s->out.data[mark] = 0;
+        if (s->out.data)
+            s->out.data[mark] = 0;
         return false;
     }
     return true;

@@ -28,6 +28,8 @@ qs_qmp *qs_qmp_new(uv_loop_t *loop, const qs_qmp_config *cfg, qs_error **errp)
     q->cfg = *cfg;
     q->qapi = qapi;
     q->max_sessions = cfg->max_sessions ? cfg->max_sessions : QS_QMP_DEFAULT_SESSIONS;
+    q->reply_max = cfg->max_reply_bytes ? cfg->max_reply_bytes : QS_REPLY_MAX_DEFAULT;
+    q->results.limit = q->reply_max;
     snprintf(q->refusal, sizeof(q->refusal), "{\"error\": {\"class\": \"GenericError\", "
              "\"desc\": \"Too many QMP sessions (limit %zu)\"}}\r\n", q->max_sessions);
     snprintf(q->refused_log, sizeof(q->refused_log), "refusing a QMP connection: %zu "
@@ -156,6 +158,7 @@ static void session_process(qs_qmp_session *s)
                                            s->in.len - s->in_off, on_text, s);
     if (s->in_off == s->in.len) {
         qs_buf_reset(&s->in);
+        qs_buf_trim(&s->in, QS_KEEP_BYTES);
         s->in_off = 0;
     }
     if (!s->closing)
@@ -202,6 +205,7 @@ void qs_qmp_session_flush(qs_qmp_session *s)
     }
     if (s->out_sent == s->out.len) {
         qs_buf_reset(&s->out);
+        qs_buf_trim(&s->out, QS_KEEP_BYTES);
         s->out_sent = 0;
         if (s->server->quitting && s->server->cfg.on_quit) {
             maybe_quit(s->server);
