@@ -18,6 +18,9 @@ typedef struct qs_qmp_config {
     qs_registry *reg;
     qs_hmp *hmp;              /* human-monitor-command; may be NULL */
     const char *name;         /* query-name; may be NULL */
+    /* Sessions served at once, over all listeners (0: 64).  One more gets a
+     * GenericError line "Too many QMP sessions (limit N)" and is closed. */
+    size_t max_sessions;
     /* Called for the quit command, after its reply has been sent. */
     void (*on_quit)(void *opaque);
     void *opaque;
