@@ -83,6 +83,19 @@ def values(q, names=None):
     return {s["name"]: s["value"] for s in res[0]["stats"]}
 
 
+def traffic_seen(q, since=None):
+    """The provider's values once its timer has moved every counter (past
+    `since`, values seen before), so that what a test compares is not all
+    zeros."""
+    deadline = time.time() + 60
+    while True:
+        v = values(q)
+        if all(v[n] > (since or {}).get(n, 0) for n in COUNTERS + QUEUES):
+            return v
+        assert time.time() < deadline, v
+        time.sleep(0.05)
+
+
 def assert_consistent(v):
     """One snapshot: device totals are the sums of the queues, every
     received packet is in one bucket of the size histogram."""
@@ -137,16 +150,12 @@ def test_schemas_and_values_of_the_virtio_net_provider_over_qmp():
                 want.update({"type": "linear-histogram", "bucket-size": BUCKET})
             assert s == want, s
 
-        first = values(q)
+        first = traffic_seen(q)
         assert_consistent(first)
         every = q.ok("query-stats", {"target": "vm"})         # no filter: the same result
         assert len(every) == 1 and list(every[0]) == ["provider", "stats"], every
         assert every[0]["provider"] == PROVIDER and len(every[0]["stats"]) == len(NAMES)
-        later, deadline = first, time.time() + 60
-        while later["rx_packets"] == first["rx_packets"] or later["rx_drops"] == 0:
-            assert time.time() < deadline, later     # the timer keeps the traffic going
-            time.sleep(0.05)
-            later = values(q)
+        later = traffic_seen(q, since=first)          # the timer keeps the traffic going
         assert_consistent(later)
         grew(first, later)
         hist = later["rx_bytes_hist"]
@@ -222,6 +231,7 @@ def hmp_socket_command(path, line):
 def test_info_stats_shows_the_provider_through_human_monitor_command_and_the_hmp_socket():
     with Example() as e:
         q = QMP(e.qmp, timeout=30)
+        traffic_seen(q)
         for line, with_provider in (("info stats vm * virtio-net", False),
                                     ("info stats vm", True)):
             before = values(q)
@@ -274,7 +284,7 @@ HIST = FAMILY + "rx_bytes_hist_bytes"
 def test_metrics_endpoint_has_counters_and_a_histogram_with_le_buckets():
     with Example() as e:
         q = QMP(e.qmp, timeout=30)
-        before = values(q)
+        before = traffic_seen(q)
         _, types, helps, samples = scrape(e.port)
         after = values(q)
         # text format 0.0.4: a counter's TYPE names its sample, "_total" included
@@ -307,6 +317,7 @@ def test_promtool_accepts_the_metrics_of_the_custom_provider():
     if not shutil.which("promtool"):
         skip("promtool (Debian package prometheus) is not installed")
     with Example() as e:
+        traffic_seen(QMP(e.qmp, timeout=30))
         body = scrape(e.port)[0]
         chk = subprocess.run(["promtool", "check", "metrics"], input=body, text=True,
                              capture_output=True, timeout=60)
