@@ -306,7 +306,14 @@ static void format_dist(char *buf, size_t len, const qs_top_row *r, const qs_top
     snprintf(buf, len, "mean %s  p50 %s  p99 %s", mean, p50, p99);
 }
 
-static void render_row(const qs_top *t, const vis *v, int namew, qs_buf *out)
+/* Column widths that fit the visible rows: the stat names and the
+ * "provider/target" strings (a VMM's own provider, "virtio-net/vm", is
+ * longer than "kvm/vcpu"), within limits. */
+typedef struct widths {
+    int name, where;
+} widths;
+
+static void render_row(const qs_top *t, const vis *v, widths w, qs_buf *out)
 {
     const qs_top_row *r = &t->m.rows[v->row];
     const qs_top_agg *a = &v->a;
@@ -331,18 +338,21 @@ static void render_row(const qs_top *t, const vis *v, int namew, qs_buf *out)
     }
     snprintf(where, sizeof(where), "%s/%s", r->provider,
              qs_target_name(r->target));
-    qs_buf_printf(out, "%-*.*s %-12s %14s %14s  %s", namew, namew, r->name, where, value,
-                  rate, dist);
+    qs_buf_printf(out, "%-*.*s %-*.*s %14s %14s  %s", w.name, w.name, r->name, w.where,
+                  w.where, where, value, rate, dist);
 }
 
-static int name_width(const qs_top *t, const vis *v, size_t n)
+static widths column_widths(const qs_top *t, const vis *v, size_t n)
 {
-    size_t w = 20;
+    size_t name = 20, where = 12;
     for (size_t i = 0; i < n; i++) {
-        size_t l = strlen(t->m.rows[v[i].row].name);
-        w = l > w ? l : w;
+        const qs_top_row *r = &t->m.rows[v[i].row];
+        size_t l = strlen(r->name);
+        size_t p = strlen(r->provider) + 1 + strlen(qs_target_name(r->target));
+        name = l > name ? l : name;
+        where = p > where ? p : where;
     }
-    return (int)(w > 40 ? 40 : w);
+    return (widths){ (int)(name > 40 ? 40 : name), (int)(where > 40 ? 40 : where) };
 }
 
 static void render_header(const qs_top *t, qs_buf *out)
@@ -360,9 +370,9 @@ static void render_header(const qs_top *t, qs_buf *out)
                   t->provider ? t->provider : "all");
 }
 
-static void render_titles(int namew, qs_buf *out)
+static void render_titles(widths w, qs_buf *out)
 {
-    qs_buf_printf(out, "%-*s %-12s %14s %14s  %s", namew, "NAME", "WHERE", "VALUE/TOTAL",
+    qs_buf_printf(out, "%-*s %-*s %14s %14s  %s", w.name, "NAME", w.where, "WHERE", "VALUE/TOTAL",
                   "RATE/s", "HISTOGRAM (last interval)");
 }
 
@@ -401,15 +411,15 @@ static int run_once(qs_top *t)
     }
     vis *v;
     size_t n = visible(t, &v, true);
-    int namew = name_width(t, v, n);
+    widths w = column_widths(t, v, n);
     qs_buf out;
     qs_buf_init(&out);
     render_header(t, &out);
     qs_buf_putc(&out, '\n');
-    render_titles(namew, &out);
+    render_titles(w, &out);
     qs_buf_putc(&out, '\n');
     for (size_t i = 0; i < n; i++) {
-        render_row(t, &v[i], namew, &out);
+        render_row(t, &v[i], w, &out);
         qs_buf_putc(&out, '\n');
     }
     fwrite(out.data, 1, out.len, stdout);
@@ -575,7 +585,7 @@ static void draw(qs_top *t)
 {
     vis *v;
     size_t n = visible(t, &v, true);
-    int namew = name_width(t, v, n);
+    widths w = column_widths(t, v, n);
     qs_buf screen, line;
     qs_buf_init(&screen);
     qs_buf_init(&line);
@@ -583,11 +593,11 @@ static void draw(qs_top *t)
     render_header(t, &line);
     screen_line(t, &screen, &line, "\x1b[1m");
     qs_buf_reset(&line);
-    render_titles(namew, &line);
+    render_titles(w, &line);
     screen_line(t, &screen, &line, "\x1b[7m");
     for (size_t i = 0; i < n && (int)i < t->rows - 3; i++) {
         qs_buf_reset(&line);
-        render_row(t, &v[i], namew, &line);
+        render_row(t, &v[i], w, &line);
         screen_line(t, &screen, &line, "");
     }
     qs_buf_puts(&screen, "\x1b[J");
