@@ -16,6 +16,12 @@
 #define QS_QMP_MAX_TOKENS (2u << 20) /* QEMU's token count limit */
 #define QS_QMP_OUT_HIGH (8u << 20)   /* stop serving a client that does not read */
 #define QS_QMP_DEFAULT_SESSIONS 64
+/* Buffers of all sessions (input not yet parsed, the text being split,
+ * replies not yet sent): each session may always hold QS_QMP_FLOOR bytes;
+ * beyond that they share one pool, so N clients cannot multiply the
+ * per-client limits.  The pool lets one client reach QEMU's 64 MiB token. */
+#define QS_QMP_FLOOR (1u << 20)
+#define QS_QMP_POOL_DEFAULT (96u << 20)
 
 /* Splits a byte stream into top-level JSON texts, as QEMU's streamer does:
  * by balanced brackets outside strings. */
@@ -29,6 +35,7 @@ typedef struct qs_json_splitter {
     bool in_scalar;      /* inside a value: a number or keyword is being read */
     size_t tokens;       /* JSON tokens of the current text, as QEMU counts them */
     bool paused;         /* set by the text callback: stop after this text */
+    bool over_budget;    /* acc hit its ceiling (acc.limit): give up */
 } qs_json_splitter;
 
 /* text is one complete top-level JSON text (single-quoted strings already
@@ -101,6 +108,7 @@ struct qs_qmp {
     qs_qmp_session *sessions;
     size_t nsessions, max_sessions;
     size_t reply_max;
+    size_t pool;              /* bytes shared beyond each session's floor */
     char refusal[128], refused_log[96];
     qs_ratelimit log_limit;
     bool quitting;
@@ -138,6 +146,10 @@ void qs_qmp_session_handle_text(qs_qmp_session *s, const char *text, size_t len,
 void qs_qmp_send_greeting(qs_qmp_session *s);
 /* server.c */
 void qs_qmp_session_flush(qs_qmp_session *s);
+/* How many bytes s's buffers may hold in all, given the others' use of
+ * the shared pool; `other` is what s holds outside the buffer asking. */
+size_t qs_qmp_session_allowance(const qs_qmp_session *s, size_t other);
+size_t qs_qmp_session_held(const qs_qmp_session *s);
 int qs_qmp_session_take_passed_fd(qs_qmp_session *s);
 void qs_qmp_request_quit(qs_qmp_session *s);
 

@@ -256,8 +256,10 @@ static bool dispatch(qs_qmp_session *s, const char *name, const json_t *args,
     /* The reply is built in place under its ceiling: past it, nothing
      * more is allocated and the request fails instead. */
     size_t mark = s->out.len;
+    size_t room = qs_qmp_session_allowance(s, s->in.cap + s->splitter.acc.cap);
+    bool ceiling = mark + q->reply_max <= room;      /* which limit binds */
     qs_jw w;
-    s->out.limit = mark + q->reply_max;
+    s->out.limit = ceiling ? mark + q->reply_max : room;
     qs_buf_puts(&s->out, "{\"return\": ");
     qs_jw_init(&w, &s->out);
     bool ok = cmd->session_fn ? cmd->session_fn(s, args, &w, errp)
@@ -265,9 +267,14 @@ static bool dispatch(qs_qmp_session *s, const char *name, const json_t *args,
     bool over = s->out.overflow;
     s->out.limit = 0;
     s->out.overflow = false;
-    if (ok && over) {
+    if (ok && over && ceiling) {
         qs_error_setg(errp, "The reply to %s would exceed %zu bytes (qstats' reply limit); "
                       "ask for less", name, q->reply_max);
+        ok = false;
+    } else if (ok && over) {
+        qs_error_setg(errp, "The reply to %s does not fit in the session buffers now (%zu "
+                      "bytes are taken by replies not yet read); read them, or retry", name,
+                      q->pool);
         ok = false;
     }
     if (!ok) {

@@ -25,6 +25,10 @@ typedef struct qs_qmp_config {
      * QS_REPLY_MAX_DEFAULT).  A larger one is refused with a GenericError
      * before more than this is spent. */
     size_t max_reply_bytes;
+    /* Bytes all sessions' buffers may hold beyond 1 MiB each (0: 96 MiB).
+     * A client whose input would pass its share is dropped; a reply that
+     * would, fails with a GenericError (its client reads, or retries). */
+    size_t max_buffer_bytes;
     /* Called for the quit command, after its reply has been sent. */
     void (*on_quit)(void *opaque);
     void *opaque;

@@ -29,6 +29,7 @@ qs_qmp *qs_qmp_new(uv_loop_t *loop, const qs_qmp_config *cfg, qs_error **errp)
     q->qapi = qapi;
     q->max_sessions = cfg->max_sessions ? cfg->max_sessions : QS_QMP_DEFAULT_SESSIONS;
     q->reply_max = cfg->max_reply_bytes ? cfg->max_reply_bytes : QS_REPLY_MAX_DEFAULT;
+    q->pool = cfg->max_buffer_bytes ? cfg->max_buffer_bytes : QS_QMP_POOL_DEFAULT;
     q->results.limit = q->reply_max;
     snprintf(q->refusal, sizeof(q->refusal), "{\"error\": {\"class\": \"GenericError\", "
              "\"desc\": \"Too many QMP sessions (limit %zu)\"}}\r\n", q->max_sessions);
@@ -46,6 +47,37 @@ qs_qmp *qs_qmp_new(uv_loop_t *loop, const qs_qmp_config *cfg, qs_error **errp)
 }
 
 /* ---- sessions ---------------------------------------------------------- */
+
+size_t qs_qmp_session_held(const qs_qmp_session *s)
+{
+    return s->in.cap + s->splitter.acc.cap + s->out.cap;
+}
+
+static size_t excess(const qs_qmp_session *s)
+{
+    size_t held = qs_qmp_session_held(s);
+    return held > QS_QMP_FLOOR ? held - QS_QMP_FLOOR : 0;
+}
+
+size_t qs_qmp_session_allowance(const qs_qmp_session *s, size_t other)
+{
+    size_t others = 0;
+    for (const qs_qmp_session *t = s->server->sessions; t; t = t->next)
+        if (t != s)
+            others += excess(t);
+    size_t total = QS_QMP_FLOOR + (others < s->server->pool ? s->server->pool - others : 0);
+    return total > other ? total - other : 0;
+}
+
+/* A client whose input would pass its share of the buffers is dropped:
+ * no reply could be built for it anyway, and nobody else waits. */
+static bool over_budget(qs_qmp_session *s, const char *what)
+{
+    fprintf(stderr, "qstats: dropping a QMP client: its %s would pass its share of the "
+            "session buffers (%zu bytes in all sessions)\n", what,
+            (size_t)QS_QMP_FLOOR * s->server->nsessions + s->server->pool);
+    return true;
+}
 
 static void maybe_release(qs_qmp *q)
 {
@@ -153,9 +185,16 @@ static void on_text(void *opaque, const char *text, size_t len, const char *erro
 /* Serves buffered input until it is used up or the backlog is too high. */
 static void session_process(qs_qmp_session *s)
 {
-    while (!s->closing && s->in_off < s->in.len && backlog(s) < QS_QMP_OUT_HIGH)
+    while (!s->closing && s->in_off < s->in.len && backlog(s) < QS_QMP_OUT_HIGH) {
+        s->splitter.acc.limit = qs_qmp_session_allowance(s, s->in.cap + s->out.cap);
         s->in_off += qs_json_splitter_feed(&s->splitter, s->in.data + s->in_off,
                                            s->in.len - s->in_off, on_text, s);
+        s->splitter.acc.limit = 0;
+        if (s->splitter.over_budget && over_budget(s, "request")) {
+            session_close(s);
+            return;
+        }
+    }
     if (s->in_off == s->in.len) {
         qs_buf_reset(&s->in);
         qs_buf_trim(&s->in, QS_KEEP_BYTES);
@@ -184,7 +223,13 @@ static void session_read(qs_qmp_session *s)
     }
     if (s->is_unix)
         stash_fds(s, &msg);
+    s->in.limit = qs_qmp_session_allowance(s, s->splitter.acc.cap + s->out.cap);
     qs_buf_append(&s->in, data, (size_t)n);
+    s->in.limit = 0;
+    if (s->in.overflow && over_budget(s, "input")) {
+        session_close(s);
+        return;
+    }
     session_process(s);
 }
 

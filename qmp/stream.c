@@ -23,11 +23,12 @@ void qs_json_splitter_free(qs_json_splitter *sp)
     qs_buf_free(&sp->acc);
 }
 
-static void emit(qs_json_splitter *sp, qs_json_text_fn fn, void *opaque)
+static void end_text(qs_json_splitter *sp, qs_json_text_fn fn, void *opaque)
 {
     if (!sp->overflow)
         fn(opaque, sp->acc.data ? sp->acc.data : "", sp->acc.len, NULL);
     qs_buf_reset(&sp->acc);
+    qs_buf_trim(&sp->acc, QS_KEEP_BYTES);
     sp->overflow = false;
     sp->in_token = false;
     sp->in_scalar = false;
@@ -35,7 +36,8 @@ static void emit(qs_json_splitter *sp, qs_json_text_fn fn, void *opaque)
     sp->depth = 0;
 }
 
-static void fail(qs_json_splitter *sp, const char *error, qs_json_text_fn fn, void *opaque)
+static void reject_text(qs_json_splitter *sp, const char *error, qs_json_text_fn fn,
+                        void *opaque)
 {
     if (!sp->overflow)
         fn(opaque, NULL, 0, error);
@@ -43,14 +45,17 @@ static void fail(qs_json_splitter *sp, const char *error, qs_json_text_fn fn, vo
     qs_buf_free(&sp->acc);
 }
 
-static void put(qs_json_splitter *sp, char c, qs_json_text_fn fn, void *opaque)
+/* The text's buffer may also have a ceiling (acc.limit: the session's
+ * share of the daemon's buffers); past it the splitter stops for good and
+ * the session is dropped (over_budget), as no reply could be given. */
+static void take_char(qs_json_splitter *sp, char c, qs_json_text_fn fn, void *opaque)
 {
-    if (sp->overflow)
+    if (sp->overflow || sp->over_budget)
         return;
     if (sp->acc.len >= QS_QMP_MAX_INPUT)
-        fail(sp, "JSON token size limit exceeded", fn, opaque);
-    else
-        qs_buf_putc(&sp->acc, c);
+        reject_text(sp, "JSON token size limit exceeded", fn, opaque);
+    else if (qs_buf_putc(&sp->acc, c), sp->acc.overflow)
+        sp->over_budget = true;
 }
 
 /* Inside a string: copies c, translating a single-quoted string into a
@@ -64,23 +69,23 @@ static void string_char(qs_json_splitter *sp, char c, qs_json_text_fn fn, void *
              * escape, so drop the backslash: \' is just '. */
             if (!sp->overflow)
                 sp->acc.len--;
-            put(sp, '\'', fn, opaque);
+            take_char(sp, '\'', fn, opaque);
         } else {
-            put(sp, c, fn, opaque);
+            take_char(sp, c, fn, opaque);
         }
         return;
     }
     if (c == '\\') {
         sp->escape = true;
-        put(sp, c, fn, opaque);
+        take_char(sp, c, fn, opaque);
     } else if (c == sp->quote) {
         sp->quote = 0;
-        put(sp, '"', fn, opaque);
+        take_char(sp, '"', fn, opaque);
     } else if (c == '"') {            /* a bare " inside 'single quotes' */
-        put(sp, '\\', fn, opaque);
-        put(sp, '"', fn, opaque);
+        take_char(sp, '\\', fn, opaque);
+        take_char(sp, '"', fn, opaque);
     } else {
-        put(sp, c, fn, opaque);
+        take_char(sp, c, fn, opaque);
     }
 }
 
@@ -93,26 +98,26 @@ static void top_level_char(qs_json_splitter *sp, char c, qs_json_text_fn fn, voi
 {
     if (sp->in_token) {
         if (!is_delim(c)) {
-            put(sp, c, fn, opaque);
+            take_char(sp, c, fn, opaque);
             return;
         }
-        emit(sp, fn, opaque);
+        end_text(sp, fn, opaque);
     }
     if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
         return;
     if (c == '{' || c == '[') {
-        put(sp, c, fn, opaque);
+        take_char(sp, c, fn, opaque);
         sp->depth = 1;
         sp->tokens = 1;
     } else if (c == '"' || c == '\'') {
         sp->quote = c;
-        put(sp, '"', fn, opaque);
+        take_char(sp, '"', fn, opaque);
     } else if (strchr("}],:", c)) {
-        put(sp, c, fn, opaque);
-        emit(sp, fn, opaque);
+        take_char(sp, c, fn, opaque);
+        end_text(sp, fn, opaque);
     } else {
         sp->in_token = true;
-        put(sp, c, fn, opaque);
+        take_char(sp, c, fn, opaque);
     }
 }
 
@@ -142,19 +147,19 @@ static bool starts_token(qs_json_splitter *sp, char c)
 static void nested_char(qs_json_splitter *sp, char c, qs_json_text_fn fn, void *opaque)
 {
     if (starts_token(sp, c) && ++sp->tokens > QS_QMP_MAX_TOKENS)
-        fail(sp, "JSON token count limit exceeded", fn, opaque);
+        reject_text(sp, "JSON token count limit exceeded", fn, opaque);
     if (c == '"' || c == '\'') {
         sp->quote = c;
-        put(sp, '"', fn, opaque);
+        take_char(sp, '"', fn, opaque);
         return;
     }
-    put(sp, c, fn, opaque);
+    take_char(sp, c, fn, opaque);
     if (c == '{' || c == '[') {
         if (++sp->depth > QS_QMP_MAX_DEPTH)
-            fail(sp, "JSON nesting depth limit exceeded", fn, opaque);
+            reject_text(sp, "JSON nesting depth limit exceeded", fn, opaque);
     } else if (c == '}' || c == ']') {
         if (--sp->depth == 0)
-            emit(sp, fn, opaque);
+            end_text(sp, fn, opaque);
     }
 }
 
@@ -163,13 +168,13 @@ size_t qs_json_splitter_feed(qs_json_splitter *sp, const char *data, size_t len,
 {
     sp->paused = false;
     for (size_t i = 0; i < len; i++) {
-        if (sp->paused)
+        if (sp->paused || sp->over_budget)
             return i;
         char c = data[i];
         if (sp->quote) {
             string_char(sp, c, fn, opaque);
             if (!sp->quote && sp->depth == 0)
-                emit(sp, fn, opaque);       /* a top-level string */
+                end_text(sp, fn, opaque);       /* a top-level string */
             continue;
         }
         if (sp->depth == 0) {
