@@ -140,14 +140,23 @@ static void session_close(qs_qmp_session *s)
     maybe_quit(s->server);
 }
 
-/* Keeps fds received with SCM_RIGHTS until getfd claims them. */
+/* Keeps the fds of the latest message that carried any until getfd claims
+ * them; an older batch nobody claimed is closed, as QEMU's socket chardev
+ * does, so that fds sent with other commands cannot pile up. */
 static void stash_fds(qs_qmp_session *s, struct msghdr *msg)
 {
+    bool replaced = false;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
             continue;
         size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
         int *fds = (int *)CMSG_DATA(c);
+        if (n && !replaced) {
+            for (size_t i = 0; i < s->npassed; i++)
+                close(s->passed_fds[i]);
+            s->npassed = 0;
+            replaced = true;
+        }
         for (size_t i = 0; i < n; i++) {
             if (s->npassed < QS_QMP_MAX_FDS)
                 s->passed_fds[s->npassed++] = fds[i];
@@ -157,13 +166,16 @@ static void stash_fds(qs_qmp_session *s, struct msghdr *msg)
     }
 }
 
+/* getfd takes the first fd of the batch and closes the others, as QEMU's
+ * socket chardev hands out one fd per command. */
 int qs_qmp_session_take_passed_fd(qs_qmp_session *s)
 {
     if (!s->npassed)
         return -1;
-    int fd = s->passed_fds[0];
-    memmove(s->passed_fds, s->passed_fds + 1, --s->npassed * sizeof(int));
-    return fd;
+    for (size_t i = 1; i < s->npassed; i++)
+        close(s->passed_fds[i]);
+    s->npassed = 0;
+    return s->passed_fds[0];
 }
 
 static size_t backlog(const qs_qmp_session *s)
