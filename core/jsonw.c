@@ -3,7 +3,9 @@
  * above INT64_MAX (KVM counters, the balloon's "unset" 18446744073709551615)
  * and is slow for the large query-stats replies, so every reply that carries
  * statistics is written with this instead.  Output follows QEMU's compact
- * style: ", " and ": " separators, ASCII only (\uXXXX escapes).
+ * style: ", " and ": " separators, ASCII only (\uXXXX escapes).  Also the
+ * one re-indenter of JSON text (qs_json_reindent), for the monitors' and
+ * the client's pretty output.
  */
 #include <string.h>
 

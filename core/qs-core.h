@@ -12,7 +12,11 @@
  *   formatter       (qmp/, hmp/, exporter/) walks the qs_results and
  *                   qs_schemas the registry filled.
  *
- * The core does no I/O and knows nothing of JSON, sockets or KVM.
+ * The core does no I/O and knows nothing of sockets, transports or KVM.
+ * Its one piece of JSON is a writer of text into memory (qs_jw: QEMU's
+ * separators, ASCII, exact u64) that every formatter shares; parsing JSON
+ * is the QMP module's business.  The design is in docs/design.md, the
+ * embedding contract of each function in docs/embedding.md.
  *
  * Memory model of a query, chosen so that the steady-state query path does
  * no heap allocation per stat: a qs_results is reused across queries; its
@@ -326,8 +330,9 @@ QS_EXPORT bool qs_registry_query_schemas(qs_registry *reg, const char *provider,
 
 /* ---- vCPUs ------------------------------------------------------------ */
 
-/* The QOM path of cpu-index N, as QEMU's x86 machines give it:
- * "/machine/unattached/device[N]", written into buf. */
+/* The QOM path of cpu-index N, "/machine/unattached/device[N]", written
+ * into buf: QEMU's container for x86 CPUs, numbered by cpu-index without
+ * QEMU's gaps (docs/qemu-behaviour.md#vcpu-paths). */
 #define QS_VCPU_PATH_MAX 48
 #define QS_VCPU_INDEX_MAX 65535
 QS_EXPORT const char *qs_vcpu_qom_path(unsigned index, char buf[QS_VCPU_PATH_MAX]);

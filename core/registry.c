@@ -1,8 +1,9 @@
 /*
  * registry.c - the provider registry and QEMU's query-stats filter
- * semantics (qemu-reference.md §2.2).  Providers run in registration
- * order and append in natural order (the contract's deliberate difference
- * from QEMU, which prepends everything).  The object tree that qom-list /
+ * semantics (docs/qemu-behaviour.md#filters and #provider-errors there).
+ * Providers run in registration order and append in natural order (a
+ * deliberate difference from QEMU, which prepends everything:
+ * docs/qemu-behaviour.md#ordering).  The object tree that qom-list /
  * qom-get / qom-set walk lives in the same registry object (object.c), so a
  * process has exactly one piece of shared state.
  */

@@ -6,10 +6,11 @@
  * is a QOM path here, counted by the providers that reference it, with the
  * host thread where one is known.
  *
- * vCPU N lives at QEMU's path for cpu-index N on an x86 machine,
- * /machine/unattached/device[N]; qs_vcpu_qom_path is the one place that
- * spells it.  A VMM may register vCPUs at other paths: they have no
- * cpu-index.
+ * vCPU N lives at /machine/unattached/device[N], the container where
+ * QEMU's x86 machines put their CPUs, numbered contiguously by cpu-index
+ * (QEMU's own numbering has gaps: docs/qemu-behaviour.md#vcpu-paths);
+ * qs_vcpu_qom_path is the one place that spells it.  A VMM may register
+ * vCPUs at other paths: they have no cpu-index.
  */
 #include <stdio.h>
 #include <stdlib.h>

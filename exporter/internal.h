@@ -29,7 +29,4 @@ void qs_metrics_put_double(qs_buf *out, double v, bool om_label);
 /* Label value escaping (backslash, double quote, newline). */
 void qs_metrics_put_label_value(qs_buf *out, const char *s);
 
-/* Splits "HOST:PORT" / "[V6]:PORT" into host (without brackets) and port;
- * false with *errp set when malformed. */
-
 #endif

@@ -1,8 +1,8 @@
 /*
  * exporter/negotiate.c - HTTP-facing text rules that need no server: the
- * Accept header negotiation, the Content-Type of each format and the
- * parsing of the --metrics HOST:PORT argument.  Separate from server.c so
- * the unit tests reach them even in a build without libmicrohttpd.
+ * Accept header negotiation and the Content-Type of each format.  Separate
+ * from server.c so the unit tests reach them even in a build without
+ * libmicrohttpd.  (The --metrics HOST:PORT address is parsed in net/.)
  */
 #include <stdlib.h>
 #include <string.h>

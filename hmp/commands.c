@@ -1,9 +1,10 @@
 /*
- * commands.c - the HMP interpreter: the command table, dispatch with
- * QEMU's "unknown command" and `Try "help ..."` texts, help, cpu, quit,
- * info version and info balloon, and the per-monitor current CPU.  Output
- * is produced with "\n" and turned into "\r\n" on the way out, as QEMU's
- * monitor_puts does.
+ * commands.c - the HMP interpreter: the command table that modules add
+ * to (qs_hmp_add_command; the balloon adds `info balloon`), dispatch with
+ * QEMU's "unknown command" and `Try "help ..."` texts
+ * (docs/qemu-behaviour.md#hmp-syntax), help, cpu, quit, info version, and
+ * the per-monitor current CPU.  Output is produced with "\n" and turned
+ * into "\r\n" on the way out, as QEMU's monitor_puts does.
  */
 #include <ctype.h>
 #include <stdlib.h>

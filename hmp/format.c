@@ -1,10 +1,10 @@
 /*
- * format.c - `info stats` text, byte for byte as QEMU's
- * stats/stats-hmp-cmds.c prints it (qemu-reference.md §3.3), with the
- * contract's deliberate differences: values are printed unsigned, and
+ * format.c - `info stats` text, byte for byte as QEMU's HMP prints it
+ * (docs/qemu-behaviour.md#hmp-format), with the deliberate differences
+ * (docs/qemu-behaviour.md#differences): values are printed unsigned, and
  * results arrive in natural order.  Also the -b extension (histogram
- * buckets with their bounds in scaled units) and the pretty JSON that
- * qom-get prints.  Pure functions from qs_results/qs_schemas to text.
+ * buckets with their bounds in scaled units).  Pure functions from
+ * qs_results/qs_schemas to text.
  */
 #include <inttypes.h>
 #include <string.h>

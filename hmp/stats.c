@@ -1,6 +1,6 @@
 /*
- * stats.c - `info stats`: QEMU's hmp_info_stats (qemu-reference.md §3.2)
- * turned into a registry filter, then handed to the formatter.  The vCPU
+ * stats.c - `info stats` as QEMU's HMP runs it
+ * (docs/qemu-behaviour.md#hmp-info-stats), turned into a registry filter, then handed to the formatter.  The vCPU
  * target shows the monitor's current CPU only, as QEMU does, unless the
  * -a extension asks for all of them.
  */

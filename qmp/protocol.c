@@ -1,7 +1,8 @@
 /*
  * protocol.c - one QMP request from text to reply: JSON parsing (jansson),
  * the request envelope checks, capabilities negotiation, schema validation
- * and dispatch, with QEMU's error texts (qemu-reference.md §6).  Replies are
+ * and dispatch, with QEMU's error texts (docs/qemu-behaviour.md#qmp-protocol
+ * and the sections after it).  Replies are
  * written straight into the session's output buffer: a handler's return
  * value is encoded in place, and on error the partial output is cut back
  * and replaced by the error object.

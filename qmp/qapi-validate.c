@@ -8,7 +8,7 @@
  * texts and which name they carry (full path such as
  * 'providers[0].provider', or the bare member name for enum and
  * integer-range errors, 'null' for list elements) were checked against a
- * live QEMU 7.2 (docs/qemu-behaviour.md).
+ * live QEMU 7.2 (docs/qemu-behaviour.md#argument-errors).
  *
  * When a struct has several unexpected keys, QEMU names the first one left
  * in a GLib hash table; keyorder.c reproduces that order.  The server

@@ -1,8 +1,10 @@
 /*
  * device.c - the host side of virtio-balloon statistics, independent of
- * how records reach it: the stat tables, record parsing (reference §5.3),
- * the poll cycle (§5.2), the QOM properties with QEMU's error texts (§5.1)
- * and the "balloon" stats provider of the contract.
+ * how records reach it: the stat tables, record parsing
+ * (docs/qemu-behaviour.md#balloon-records), the poll cycle
+ * (docs/qemu-behaviour.md#balloon-polling), the QOM properties with QEMU's
+ * error texts (docs/qemu-behaviour.md#balloon-properties) and qstats' own
+ * "balloon" stats provider (docs/qemu-behaviour.md#differences, 7).
  *
  * The poll cycle mirrors the device's single stats buffer: the guest's
  * answer is "held" by the host until the timer fires and hands it back as

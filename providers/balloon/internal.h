@@ -42,15 +42,16 @@ void qs_balloon_dev_init(qs_balloon_dev *d, const qs_balloon_dev_ops *ops,
 void qs_balloon_dev_register(qs_balloon_dev *d, qs_registry *reg);
 void qs_balloon_dev_unregister(qs_balloon_dev *d);
 
-/* The guest returned a buffer (§5.2 "guest adds a buffer"): reset, parse,
- * last-update = now, re-arm if polling. */
+/* The guest returned a buffer (docs/qemu-behaviour.md#balloon-polling):
+ * reset, parse, last-update = now, re-arm if polling. */
 void qs_balloon_dev_receive(qs_balloon_dev *d, const uint8_t *buf, size_t len);
-/* The poll timer fired (§5.2 "timer fires"). */
+/* The poll timer fired (docs/qemu-behaviour.md#balloon-polling). */
 void qs_balloon_dev_timer_fired(qs_balloon_dev *d);
 /* The guest went away (virtio reset): a held buffer is dropped. */
 void qs_balloon_dev_guest_gone(qs_balloon_dev *d);
 
-/* §5.3: resets all stats to unset, then applies every complete record. */
+/* Resets all stats to unset, then applies every complete record
+ * (docs/qemu-behaviour.md#balloon-records). */
 void qs_balloon_parse_records(uint64_t stats[QS_BALLOON_S_NR],
                               const uint8_t *buf, size_t len);
 

@@ -16,7 +16,8 @@
 /* The one list of stats: virtio tag (implicit, in order), macro suffix,
  * QEMU's guest-stats key, provider stat name, type and unit.  The enum, the
  * name table and the schema are all generated from it, so they cannot go
- * out of step (QEMU 9.2-rc crashed when they did: docs/qemu-behaviour.md). */
+ * out of step (QEMU 9.2-rc crashed when they did:
+ * docs/qemu-behaviour.md#balloon-names). */
 #define QS_BALLOON_STATS(X)                                                   \
     X(SWAP_IN,        "stat-swap-in",          "swap-in",          QS_TYPE_CUMULATIVE, QS_UNIT_BYTES) \
     X(SWAP_OUT,       "stat-swap-out",         "swap-out",         QS_TYPE_CUMULATIVE, QS_UNIT_BYTES) \

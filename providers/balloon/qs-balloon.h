@@ -1,6 +1,7 @@
 /*
  * qs-balloon.h - the balloon provider: guest memory statistics with the
- * semantics of QEMU's virtio-balloon device (docs/qemu-behaviour.md), fed by
+ * semantics of QEMU's virtio-balloon device (docs/qemu-behaviour.md,
+ * #balloon-properties and the sections after it), fed by
  * a guest agent over a socket instead of a virtqueue.
  *
  *   device    the 16 virtio-balloon stats, the QOM object

@@ -44,9 +44,11 @@
  *     buf[offsets[i]] .. buf[offsets[i] + schema[i].size - 1]
  *   qs_kvm_stats_file_close(f);                 closes fd
  *
- * The rules are those of the kernel's kvm_binary_stats_test, with two
- * deliberate exceptions (CONTRACT.md): a type or unit this code does not
- * know yet is kept rather than refused, because newer kernels may add them.
+ * The rules are those of the kernel's kvm_binary_stats_test
+ * (docs/qemu-behaviour.md#kvm-validation), with two deliberate exceptions
+ * (docs/qemu-behaviour.md#differences, 3): a type or unit this code does
+ * not know yet is kept rather than refused, because newer kernels may add
+ * them.
  */
 #include <errno.h>
 #include <inttypes.h>

@@ -14,11 +14,14 @@
  * exits on the APIC MMIO writes (exits), all inside the kernel: userspace
  * only sees KVM_RUN return when it asks for it.  The LAPIC and its timer are
  * KVM's in-kernel emulation (KVM_CREATE_IRQCHIP), whose APIC bus runs at
- * 1 GHz, so the timer count is simply nanoseconds.  Measured on the 2-core
- * PVM host: about 0.4% of one core per vCPU at 100 Hz.  The whole VM is
- * held to 1600 wake-ups per second (100 Hz per vCPU up to 16 vCPUs, then
- * 1600/N Hz each, but at least 5 Hz): 64 vCPUs cost about 6% of one core
- * instead of 20% at 100 Hz each, with no effect on query latency.
+ * 1 GHz, so the timer count is simply nanoseconds.  The whole VM is held
+ * to 1600 wake-ups per second (100 Hz per vCPU up to 16 vCPUs, then
+ * 1600/N Hz each, but at least 5 Hz), so that idle CPU stays bounded as
+ * the VM grows without slowing queries: bench/results-sample.md (measured
+ * by scripts/bench.sh on a 2-core nested-KVM machine) shows about 0.4% of
+ * one core for 1 vCPU and 6.6% for 64, where 100 Hz each would cost
+ * about 64 times the single-vCPU figure.  scripts/bench.sh measures a
+ * host of your own.
  *
  * One host thread per vCPU loops on KVM_RUN.  Threads run with every signal
  * blocked; KVM_SET_SIGNAL_MASK unblocks only the kick signal while inside

@@ -2,7 +2,8 @@
  * fuzz_qmp_input.c - libFuzzer target for everything a QMP client's bytes
  * reach before and during dispatch: the stream splitter (qmp/stream.c),
  * jansson parsing, the envelope checks, the schema-driven argument
- * validator (qmp/qapi.c), the command handlers and the reply encoder.
+ * validator (qmp/qapi-validate.c), the command handlers and the reply
+ * encoder.
  *
  * It drives one hand-built session (no socket, fd -1) of a real server
  * whose registry holds the kvm provider fed by the binary-stats fixtures

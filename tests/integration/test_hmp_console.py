@@ -56,7 +56,8 @@ def shape(text):
 
 def natural(qemu_shape):
     """QEMU 7.2 prints each result's stats in reverse descriptor order; the
-    contract prints them in natural order: reverse every run of stat lines."""
+    qstats prints them in natural order (docs/qemu-behaviour.md#ordering):
+    reverse every run of stat lines."""
     out, run = [], []
     for item in qemu_shape + [None]:
         if item is not None and item[0] == "stat":

@@ -35,9 +35,10 @@ Known deliberate differences, and how the rules absorb them:
 - The balloon lives at /machine/peripheral/balloon0 in QEMU (-device
   virtio-balloon-pci,id=balloon0) and at /machine/peripheral-anon/device[0]
   in qstatsd.
-- Balloon guest-stats: QEMU 7.2 reports 10 keys, qstatsd all 16 (the
-  contract follows QEMU 9.2+): QEMU's keys must be a subset of qstatsd's,
-  every one unset (18446744073709551615, no guest driver / no agent).
+- Balloon guest-stats: QEMU 7.2 reports 10 keys, qstatsd all 16 (qstats
+  follows QEMU 9.2+: docs/qemu-behaviour.md#balloon-records): QEMU's keys
+  must be a subset of qstatsd's, every one unset (18446744073709551615, no
+  guest driver / no agent).
 - `query-balloon` / `info balloon`: the balloon size is the guest memory
   size, which differs (QEMU -m 256, the micro-VM a few MiB): value free.
 - QEMU 7.2 predates provider/target `cryptodev` (8.0) and has no `balloon`

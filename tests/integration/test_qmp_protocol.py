@@ -1,7 +1,8 @@
 """The QMP protocol of qstatsd over real sockets: greeting, negotiation,
-envelope and parse errors with QEMU's texts (qemu-reference.md §6), the
-line format, query-status as QEMU 7.2 answers it, many clients at once,
-misbehaving clients that hurt only themselves, TCP and unix listeners,
+envelope and parse errors with QEMU's texts
+(docs/qemu-behaviour.md#qmp-protocol), the line format, query-status as
+QEMU 7.2 answers it, many clients at once, misbehaving clients that hurt
+only themselves, TCP and unix listeners,
 quit and signals; `--recorded DIR` and how a bad recording stops the
 daemon before it listens.  The daemon serves a recorded VM (real Linux
 6.18 descriptors), so this runs on any machine; the micro-VM's own

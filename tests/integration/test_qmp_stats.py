@@ -3,8 +3,9 @@ QMP socket, on a recorded VM (real descriptors from a Linux 6.18 host) so
 that it runs on any machine: the answer is exactly the recorded stat set
 and values, a file rewritten in place is seen at the next query, values
 move between two queries by exactly what the recording advanced, every
-filter shape, every argument error text (qemu-reference.md §1.4, §2.2,
-§7.1).  Where /dev/kvm works, the values of the live micro-VM move too."""
+filter shape, every argument error text (docs/qemu-behaviour.md#filters,
+docs/qemu-behaviour.md#argument-errors).  Where /dev/kvm works, the values
+of the live micro-VM move too."""
 import resource
 import time
 

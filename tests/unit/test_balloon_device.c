@@ -1,8 +1,9 @@
 /*
  * test_balloon_device.c - the balloon device core (providers/balloon/
- * device.c) without any transport: record parsing (reference §5.3), the
- * polling-interval setter and its QEMU error texts (§5.1), the poll cycle
- * of §5.2 on a fake clock, the guest-stats JSON, and the "balloon" stats
+ * device.c) without any transport: record parsing, the polling-interval
+ * setter and its QEMU error texts, the poll cycle on a fake clock
+ * (docs/qemu-behaviour.md: #balloon-records, #balloon-properties,
+ * #balloon-polling), the guest-stats JSON, and the "balloon" stats
  * provider and schema, all reached through a real registry the way the QMP
  * layer reaches them.
  */

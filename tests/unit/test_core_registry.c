@@ -1,6 +1,6 @@
 /*
  * test_core_registry.c - the registry's query-stats filter semantics
- * (qemu-reference.md §2.2, §7.1), the result containers, the JSON writer
+ * (docs/qemu-behaviour.md#filters), the result containers, the JSON writer
  * and the object tree, on providers defined here.
  */
 #include <setjmp.h>

@@ -1,8 +1,9 @@
 /*
  * test_hmp_format.c - the `info stats` formatter on hand-built schemas and
- * results: every branch of the descriptor rules of qemu-reference.md §3.3,
- * the value forms, the forward-only schema walk, the contract's unsigned
- * printing, the -a/-b extensions and qom-get's pretty JSON.
+ * results: every branch of the descriptor rules of
+ * docs/qemu-behaviour.md#hmp-format, the value forms, the forward-only
+ * schema walk, the unsigned printing (docs/qemu-behaviour.md#differences),
+ * the -a/-b extensions and qom-get's pretty JSON (qs_json_reindent).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -31,7 +32,7 @@ static char *descr(qs_stat_type type, qs_unit unit, int base, int exp, uint32_t 
         free(s_);                                     \
     } while (0)
 
-/* The samples listed in the reference. */
+/* The DESCR samples listed in docs/qemu-behaviour.md#hmp-format. */
 static void test_descr_reference_samples(void **state)
 {
     ASSERT_DESCR("cumulative", QS_TYPE_CUMULATIVE, QS_UNIT_NONE, 0, 0, 0);

@@ -1,5 +1,6 @@
 /*
- * test_qmp_qapi.c - the QMP schema and the argument validator (qmp/qapi.c).
+ * test_qmp_qapi.c - the QMP schema (qmp/qapi-schema.c) and the argument
+ * validator (qmp/qapi-validate.c, with keyorder.c).
  *
  * The expected texts below were observed on a live QEMU 7.2
  * (qemu-system-x86_64 -M pc -accel kvm, QMP over a Unix socket) unless a
