@@ -45,7 +45,9 @@ bool qs_provider_name_valid(const char *name)
 {
     size_t n = strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_-");
     return name[0] >= 'a' && name[0] <= 'z' && name[n] == 0 && n <= QS_PROVIDER_NAME_MAX;
-}int qs_target_lookup(const char *s) { return lookup(target_names, COUNT(target_names), s); }
+}
+
+int qs_target_lookup(const char *s) { return lookup(target_names, COUNT(target_names), s); }
 
 qs_value_kind qs_schema_value_kind(const qs_schema_value *sv)
 {

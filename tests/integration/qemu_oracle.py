@@ -126,8 +126,8 @@ def carries_stats(cmd, reply):
 
 
 # --------------------------------------------------------------------------
-# QEMU's filters applied to its unfiltered answers (qemu-reference §2.5 and
-# §7.1: absent means all, [] means none, each provider request answers on
+# QEMU's filters applied to its unfiltered answers (docs/qemu-behaviour.md
+# #filters: absent means all, [] means none, each provider request answers on
 # its own, a kvm result left without stats is dropped, HMP prints a
 # "provider:" line per result unless a provider was named).
 
