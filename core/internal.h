@@ -31,7 +31,13 @@ typedef struct qs_vcpu_entry {
     long tid;                 /* host thread, 0 when unknown */
 } qs_vcpu_entry;
 
+typedef struct qs_watch qs_watch;
+
 struct qs_registry {
+    qs_watch *watches;
+    unsigned schema_generation;
+    qs_source_failure *failing;
+    size_t nfailing;
     qs_vcpu_entry *vcpus;     /* natural order of path */
     size_t nvcpus, cap_vcpus;
     qs_provider_entry *head;
@@ -43,5 +49,6 @@ struct qs_registry {
 
 void qs_registry_objects_free(qs_registry *reg);
 void qs_registry_vcpus_free(qs_registry *reg);
+void qs_registry_events_free(qs_registry *reg);
 
 #endif

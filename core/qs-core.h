@@ -328,6 +328,55 @@ QS_EXPORT bool qs_registry_query_stats(qs_registry *reg, const qs_filter *f,
 QS_EXPORT bool qs_registry_query_schemas(qs_registry *reg, const char *provider,
                                          qs_schemas *out, qs_error **errp);
 
+/* ---- what changes: schemas and failing sources (events.c) ------------- */
+
+typedef enum qs_event_kind {
+    QS_EVENT_SCHEMA_CHANGED,     /* a provider's schema for a target changed */
+    QS_EVENT_SOURCE_FAILED,      /* a source started failing: it is skipped */
+    QS_EVENT_SOURCE_RECOVERED,   /* it reads again */
+} qs_event_kind;
+
+typedef struct qs_event {
+    qs_event_kind kind;
+    const char *provider;
+    qs_target target;
+    const char *qom_path;        /* the source's vCPU, or NULL */
+    const char *error;           /* QS_EVENT_SOURCE_FAILED: why */
+} qs_event;
+
+typedef void (*qs_event_fn)(void *opaque, const qs_event *ev);
+typedef struct qs_watch qs_watch;
+/* Calls fn for every event from now on, in the registry's thread, right
+ * when the provider reports it (fn must not modify the registry). */
+QS_EXPORT qs_watch *qs_registry_watch(qs_registry *reg, qs_event_fn fn, void *opaque);
+QS_EXPORT void qs_registry_unwatch(qs_registry *reg, qs_watch *w);
+
+/* Providers report a schema change (a stats file, a thread, a newly
+ * reported stat came or went) so that clients refetch schemas only then;
+ * the generation counts them. */
+QS_EXPORT void qs_registry_schema_changed(qs_registry *reg, const char *provider,
+                                          qs_target target);
+QS_EXPORT unsigned qs_registry_schema_generation(const qs_registry *reg);
+
+/* A source (a stats fd, a thread, a device) whose read fails is skipped,
+ * not fatal: its provider reports the error (err NULL: it reads again),
+ * once per change of state, and says when the source is removed. */
+QS_EXPORT void qs_registry_source_status(qs_registry *reg, const char *provider,
+                                         qs_target target, const char *qom_path,
+                                         const qs_error *err);
+QS_EXPORT void qs_registry_source_gone(qs_registry *reg, const char *provider,
+                                       qs_target target, const char *qom_path);
+typedef struct qs_source_failure {
+    const char *provider;
+    qs_target target;
+    const char *qom_path;        /* NULL for a VM-wide source */
+    const char *error;
+    int64_t since;               /* wall clock, Unix seconds */
+} qs_source_failure;
+/* The sources failing now (borrowed until the registry changes). */
+QS_EXPORT size_t qs_registry_failing_sources(const qs_registry *reg,
+                                             const qs_source_failure **out);
+
 /* ---- vCPUs ------------------------------------------------------------ */
 
 /* The QOM path of cpu-index N, "/machine/unattached/device[N]", written

@@ -66,6 +66,7 @@ void qs_registry_free(qs_registry *reg)
         qs_registry_remove(reg, reg->head);
     qs_registry_objects_free(reg);
     qs_registry_vcpus_free(reg);
+    qs_registry_events_free(reg);
     for (size_t i = 0; i < reg->nnames; i++)
         free(reg->names[i]);
     free(reg->names);
