@@ -5,7 +5,8 @@
  *   qstats-client.c          main: options, one-shot HMP lines and raw QMP
  *   qstats-client-qmp.c      a small blocking QMP client (unix or tcp)
  *   qstats-client-console.c  the interactive HMP console (libedit)
- *   qstats-client-top.c      the live `top` view and its batch modes
+ *   qstats-client-top*.c     `top`: a live view and batch modes
+ *                            (its parts: qstats-client-top.h)
  *
  * The client talks to qstatsd only through QMP, exactly as it would talk to
  * QEMU, so everything it shows comes from query-stats, query-stats-schemas
@@ -73,66 +74,6 @@ typedef struct qs_top qs_top;
 qs_top *qs_top_new(int argc, char **argv, int *exit_rc);
 int qs_top_run(qs_top *t, qs_qmpc *c);
 void qs_top_free(qs_top *t);
-
-/* ---- top's model (qstats-client-topstats.c) -------------------------------
- * Rows come from query-stats-schemas (one per provider/target/stat); a
- * sample is one query-stats per target, stored densely per row and per
- * instance (vCPU, or the VM), instances sorted by qom-path in version
- * order.  Aggregates are computed from the last two samples for any vCPU
- * selection, so switching the selection needs no new sample. */
-
-typedef struct qs_top_row {
-    char *name;
-    char *column;              /* CSV column: the name, qualified if ambiguous */
-    char *provider;
-    qs_target target;
-    qs_stat_type type;
-    qs_unit unit;
-    int base, exponent;
-    unsigned bucket_size;
-    size_t width;              /* values per instance, learnt from samples */
-} qs_top_row;
-
-typedef struct qs_top_sample {
-    double mono, wall;         /* seconds: CLOCK_MONOTONIC, CLOCK_REALTIME */
-    char **paths[QS_TARGET__MAX];
-    size_t ninst[QS_TARGET__MAX];
-    uint64_t **v;              /* per row: ninst * width values */
-    unsigned char **have;      /* per row: ninst flags */
-} qs_top_sample;
-
-typedef struct qs_top_model {
-    qs_top_row *rows;
-    size_t nrows;
-    size_t *index;             /* rows sorted by (provider, target, name) */
-    qs_top_sample cur, prev;
-    bool have_cur, have_prev;
-    unsigned generation;       /* bumped whenever the rows are rebuilt */
-} qs_top_model;
-
-typedef struct qs_top_agg {
-    bool present;              /* some selected instance has the stat */
-    double value;              /* raw units: sum (peak: max), trues, or count */
-    bool has_rate;
-    double rate;               /* per second; histograms: samples per second */
-    unsigned ntrue, ninst;     /* booleans */
-    bool has_dist;             /* histograms: mean/p50/p99 below are valid */
-    double mean, p50, p99;     /* raw units */
-} qs_top_agg;
-
-void qs_top_model_init(qs_top_model *m);
-void qs_top_model_destroy(qs_top_model *m);
-bool qs_top_model_load(qs_top_model *m, qs_qmpc *c, qs_error **errp);
-/* Takes a new sample (the previous one becomes `prev`). */
-bool qs_top_model_sample(qs_top_model *m, qs_qmpc *c, qs_error **errp);
-/* Row index of (provider, target, name), or -1. */
-long qs_top_model_find(const qs_top_model *m, const char *provider, qs_target t,
-                       const char *name);
-/* vcpu < 0: every instance; otherwise the vcpu-th vCPU (vcpu rows only). */
-void qs_top_model_agg(const qs_top_model *m, size_t row, long vcpu, qs_top_agg *out);
-bool qs_top_is_hist(qs_stat_type t);
-/* Value in raw units scaled by unit: "12.3 ms", "1.5 GiB", "1234", "1.2M". */
-void qs_top_format(char *buf, size_t len, const qs_top_row *r, double raw, bool rate);
 
 /* Prints "qstats: MSG" on stderr and frees err. */
 void qs_client_report(qs_error *err);

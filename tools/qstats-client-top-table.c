@@ -1,0 +1,226 @@
+/*
+ * qstats-client-top-table.c - the model's numbers as top's table: which
+ * rows are shown (provider and name filters, -z), in what order, and each
+ * value as people read it (in the steps of its unit, rates per second,
+ * booleans as yes/no or "trues/instances").  The live screen and --once
+ * print these lines unchanged, so a snapshot reads like the screen.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qstats-client-top.h"
+
+#define MIN_NAME_WIDTH 20
+#define MAX_NAME_WIDTH 40
+
+/* ---- which rows, in what order ----------------------------------------------- */
+
+static int compare_shown_rows(const void *a, const void *b, void *opaque)
+{
+    const qs_top *top = opaque;
+    const qs_top_shown_row *x = a, *y = b;
+    const qs_top_aggregate *ax = &x->aggregate, *ay = &y->aggregate;
+    if (top->sort == QS_TOP_SORT_RATE && ax->has_rate != ay->has_rate) {
+        return ax->has_rate ? -1 : 1;
+    }
+    double kx = top->sort == QS_TOP_SORT_RATE ? ax->rate : ax->value;
+    double ky = top->sort == QS_TOP_SORT_RATE ? ay->rate : ay->value;
+    if (top->sort != QS_TOP_SORT_NAME && kx != ky) {
+        return kx > ky ? -1 : 1;
+    }
+    int c = strcmp(top->model.rows[x->row].name, top->model.rows[y->row].name);
+    return c ? c : (x->row < y->row ? -1 : x->row > y->row);
+}
+
+static bool passes_filters(const qs_top *top, const qs_top_row *r)
+{
+    return (!top->provider || !strcmp(r->provider, top->provider)) &&
+           (!top->filter_text || regexec(&top->filter, r->name, 0, NULL, 0) == 0);
+}
+
+size_t qs_top_shown_rows(const qs_top *top, qs_top_shown_row **out, bool for_screen)
+{
+    qs_top_shown_row *shown = qs_calloc(top->model.nrows + 1, sizeof(*shown));
+    size_t n = 0;
+    for (size_t r = 0; r < top->model.nrows; r++) {
+        if (!passes_filters(top, &top->model.rows[r])) {
+            continue;
+        }
+        qs_top_aggregate *a = &shown[n].aggregate;
+        qs_top_model_aggregate(&top->model, r, top->vcpu, a);
+        bool zero = a->value == 0 && (!a->has_rate || a->rate == 0);
+        if (a->present && !(for_screen && top->skip_zero && zero)) {
+            shown[n++].row = r;
+        }
+    }
+    if (for_screen) {
+        qsort_r(shown, n, sizeof(*shown), compare_shown_rows, (void *)top);
+    }
+    *out = shown;
+    return n;
+}
+
+/* ---- numbers as people read them ------------------------------------------- */
+
+typedef struct step {
+    double factor;
+    const char *suffix;
+} step;
+
+static const step seconds_steps[] = {
+    { 1e-9, "ns" }, { 1e-6, "us" }, { 1e-3, "ms" }, { 1, "s" }, { 0, NULL }
+};
+static const step bytes_steps[] = {
+    { 1, "B" }, { 1024.0, "KiB" }, { 1048576.0, "MiB" }, { 1073741824.0, "GiB" },
+    { 1099511627776.0, "TiB" }, { 1125899906842624.0, "PiB" },
+    { 1152921504606846976.0, "EiB" }, { 0, NULL }
+};
+static const step cycles_steps[] = {
+    { 1, "cycles" }, { 1e3, "Kcycles" }, { 1e6, "Mcycles" }, { 1e9, "Gcycles" },
+    { 1e12, "Tcycles" }, { 1e15, "Pcycles" }, { 0, NULL }
+};
+static const step count_steps[] = {
+    { 1, "" }, { 1e3, "k" }, { 1e6, "M" }, { 1e9, "G" }, { 1e12, "T" }, { 1e15, "P" },
+    { 1e18, "E" }, { 0, NULL }
+};
+
+static void format_steps(char *buf, size_t len, double v, const step *st, const char *sep,
+                         const char *per)
+{
+    size_t i = 0;
+    while (st[i + 1].suffix && fabs(v) >= st[i + 1].factor) {
+        i++;
+    }
+    double x = v / st[i].factor;
+    if (fabs(x) >= 999.5 && st[i + 1].suffix) {
+        x = v / st[++i].factor;
+    }
+    if (fabs(x) >= 999.5) {
+        snprintf(buf, len, "%.0f%s%s%s", x, sep, st[i].suffix, per);
+    } else {
+        snprintf(buf, len, "%.3g%s%s%s", x, sep, st[i].suffix, per);
+    }
+}
+
+/* Value in raw units scaled by unit: "12.3 ms", "1.5 GiB", "1234", "1.2M". */
+static void format_value(char *buf, size_t len, const qs_top_row *r, double raw, bool rate)
+{
+    qs_schema_value sv = { .base = (int8_t)r->base, .exponent = (int16_t)r->exponent };
+    double v = r->base ? qs_schema_value_scale(&sv, raw) : raw;
+    const char *per = rate ? "/s" : "";
+    if (v == 0) {
+        snprintf(buf, len, "0");
+    } else if (r->unit == QS_UNIT_SECONDS) {
+        format_steps(buf, len, v, seconds_steps, " ", per);
+    } else if (r->unit == QS_UNIT_BYTES) {
+        format_steps(buf, len, v, bytes_steps, " ", per);
+    } else if (r->unit == QS_UNIT_CYCLES) {
+        format_steps(buf, len, v, cycles_steps, " ", per);
+    } else if (rate && fabs(v) < 1000) {
+        snprintf(buf, len, "%.1f", v);
+    } else if (!rate && fabs(v) < 1e12 && v == floor(v)) {
+        snprintf(buf, len, "%.0f", v);
+    } else {
+        format_steps(buf, len, v, count_steps, "", "");
+    }
+}
+
+/* Histogram sample counts are plain counts, whatever the buckets' unit. */
+static void format_count(char *buf, size_t len, double v, bool rate)
+{
+    qs_top_row plain = { .unit = QS_UNIT_NONE };
+    format_value(buf, len, &plain, v, rate);
+}
+
+/* ---- lines --------------------------------------------------------------------- */
+
+/* The histogram summary column. */
+static void format_distribution(char *buf, size_t len, const qs_top_row *r,
+                                const qs_top_aggregate *a)
+{
+    char mean[32], p50[32], p99[32];
+    if (!a->has_distribution) {
+        snprintf(buf, len, "-");
+        return;
+    }
+    format_value(mean, sizeof(mean), r, a->mean, false);
+    format_value(p50, sizeof(p50), r, a->p50, false);
+    format_value(p99, sizeof(p99), r, a->p99, false);
+    snprintf(buf, len, "mean %s  p50 %s  p99 %s", mean, p50, p99);
+}
+
+/* VALUE/TOTAL: booleans as yes/no (or trues/instances), histograms as
+ * their sample count, everything else in its unit. */
+static void format_total(char *buf, size_t len, const qs_top_row *r, const qs_top_aggregate *a)
+{
+    if (r->unit == QS_UNIT_BOOLEAN && a->ninstances > 1) {
+        snprintf(buf, len, "%u/%u", a->ntrue, a->ninstances);
+    } else if (r->unit == QS_UNIT_BOOLEAN) {
+        snprintf(buf, len, "%s", a->ntrue ? "yes" : "no");
+    } else if (qs_top_is_hist(r->type)) {
+        format_count(buf, len, a->value, false);
+    } else {
+        format_value(buf, len, r, a->value, false);
+    }
+}
+
+/* RATE/s: "-" for what counts but has no rate yet, nothing for values. */
+static void format_rate(char *buf, size_t len, const qs_top_row *r, const qs_top_aggregate *a)
+{
+    if (!a->has_rate) {
+        snprintf(buf, len, "%s", qs_top_row_counts(r) ? "-" : "");
+    } else if (qs_top_is_hist(r->type)) {
+        format_count(buf, len, a->rate, true);
+    } else {
+        format_value(buf, len, r, a->rate, true);
+    }
+}
+
+void qs_top_render_row(const qs_top *top, const qs_top_shown_row *shown, int name_width,
+                       qs_buf *out)
+{
+    const qs_top_row *r = &top->model.rows[shown->row];
+    const qs_top_aggregate *a = &shown->aggregate;
+    char total[48], rate[48], distribution[160] = "", where[48];
+    format_total(total, sizeof(total), r, a);
+    format_rate(rate, sizeof(rate), r, a);
+    if (qs_top_is_hist(r->type)) {
+        format_distribution(distribution, sizeof(distribution), r, a);
+    }
+    snprintf(where, sizeof(where), "%s/%s", r->provider, qs_target_name(r->target));
+    qs_buf_printf(out, "%-*.*s %-12s %14s %14s  %s", name_width, name_width, r->name, where,
+                  total, rate, distribution);
+}
+
+int qs_top_name_width(const qs_top *top, const qs_top_shown_row *shown, size_t n)
+{
+    size_t width = MIN_NAME_WIDTH;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(top->model.rows[shown[i].row].name);
+        width = len > width ? len : width;
+    }
+    return (int)(width > MAX_NAME_WIDTH ? MAX_NAME_WIDTH : width);
+}
+
+void qs_top_render_header(const qs_top *top, qs_buf *out)
+{
+    char vcpu[64];
+    size_t nvcpus = top->model.current.ninstances[QS_TARGET_VCPU];
+    if (top->vcpu < 0) {
+        snprintf(vcpu, sizeof(vcpu), "all of %zu", nvcpus);
+    } else {
+        snprintf(vcpu, sizeof(vcpu), "%ld of %zu", top->vcpu, nvcpus);
+    }
+    qs_buf_printf(out, "qstats top - vm: %s  interval: %gs  sort: %s  filter: %s  vcpu: %s"
+                  "  provider: %s", top->vm_label, top->interval, qs_top_sort_name(top->sort),
+                  top->filter_text ? top->filter_text : "none", vcpu,
+                  top->provider ? top->provider : "all");
+}
+
+void qs_top_render_titles(int name_width, qs_buf *out)
+{
+    qs_buf_printf(out, "%-*s %-12s %14s %14s  %s", name_width, "NAME", "WHERE", "VALUE/TOTAL",
+                  "RATE/s", "HISTOGRAM (last interval)");
+}
