@@ -101,7 +101,8 @@ static size_t log_header(const qs_top *top, log_column **columns)
     printf("timestamp");
     for (size_t i = 0; i < n; i++) {
         const qs_top_row *r = &top->model.rows[shown[i].row];
-        (*columns)[i] = (log_column){ qs_strdup(r->provider), r->target, qs_strdup(r->name) };
+        (*columns)[i] = (log_column){ qs_strdup(r->provider), r->target,
+                                      qs_strdup(r->sv.name) };
         printf(",%s", r->column);
     }
     printf("\n");

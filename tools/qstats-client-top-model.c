@@ -57,7 +57,7 @@ static void rows_free(qs_top_model *m)
     sample_free(&m->previous, m->nrows);
     m->has_current = m->has_previous = false;
     for (size_t r = 0; r < m->nrows; r++) {
-        free(m->rows[r].name);
+        free((char *)m->rows[r].sv.name);
         free(m->rows[r].provider);
         free(m->rows[r].column);
     }
@@ -73,14 +73,9 @@ void qs_top_model_destroy(qs_top_model *m)
     rows_free(m);
 }
 
-bool qs_top_is_hist(qs_stat_type t)
-{
-    return t == QS_TYPE_LOG2_HIST || t == QS_TYPE_LINEAR_HIST;
-}
-
 bool qs_top_row_counts(const qs_top_row *r)
 {
-    return r->type == QS_TYPE_CUMULATIVE || qs_top_is_hist(r->type);
+    return r->sv.type == QS_TYPE_CUMULATIVE || qs_schema_is_histogram(&r->sv);
 }
 
 /* ---- rows ------------------------------------------------------------------ */
@@ -95,14 +90,14 @@ static int compare_key(const char *provider, qs_target target, const char *name,
     if (target != r->target) {
         return target < r->target ? -1 : 1;
     }
-    return strcmp(name, r->name);
+    return strcmp(name, r->sv.name);
 }
 
 static int compare_rows_by_key(const void *a, const void *b, void *opaque)
 {
     const qs_top_row *rows = opaque;
     const qs_top_row *x = &rows[*(const size_t *)a];
-    return compare_key(x->provider, x->target, x->name, &rows[*(const size_t *)b]);
+    return compare_key(x->provider, x->target, x->sv.name, &rows[*(const size_t *)b]);
 }
 
 long qs_top_model_find(const qs_top_model *m, const char *provider, qs_target target,
@@ -124,25 +119,35 @@ long qs_top_model_find(const qs_top_model *m, const char *provider, qs_target ta
     return -1;
 }
 
-static void row_add(qs_top_model *m, const char *provider, qs_target target, json_t *stat)
+/* The schema entry of a query-stats-schemas stat; false if it is not one. */
+static bool parse_schema_value(json_t *stat, qs_schema_value *sv)
 {
     const char *name = json_string_value(json_object_get(stat, "name"));
     int type = qs_stat_type_lookup(json_string_value(json_object_get(stat, "type")) ?: "");
-    const char *unit = json_string_value(json_object_get(stat, "unit"));
+    int unit = qs_unit_lookup(json_string_value(json_object_get(stat, "unit")) ?: "");
     if (!name || type < 0) {
-        return;
+        return false;
     }
-    qs_top_row *r = &m->rows[m->nrows++];
-    memset(r, 0, sizeof(*r));
-    r->name = qs_strdup(name);
-    r->provider = qs_strdup(provider);
-    r->target = target;
-    r->type = (qs_stat_type)type;
-    r->unit = unit && qs_unit_lookup(unit) >= 0 ? (qs_unit)qs_unit_lookup(unit) : QS_UNIT_NONE;
-    r->base = (int)json_integer_value(json_object_get(stat, "base"));
-    r->exponent = (int)json_integer_value(json_object_get(stat, "exponent"));
-    r->bucket_size = (unsigned)json_integer_value(json_object_get(stat, "bucket-size"));
-    r->width = qs_top_is_hist(r->type) ? 0 : 1;
+    *sv = (qs_schema_value){
+        .name = qs_strdup(name),
+        .type = (qs_stat_type)type,
+        .unit = unit >= 0 ? (qs_unit)unit : QS_UNIT_NONE,
+        .base = (int8_t)json_integer_value(json_object_get(stat, "base")),
+        .exponent = (int16_t)json_integer_value(json_object_get(stat, "exponent")),
+        .bucket_size = (uint32_t)json_integer_value(json_object_get(stat, "bucket-size")),
+    };
+    sv->size = qs_schema_is_histogram(sv) ? 0 : 1;
+    return true;
+}
+
+static void row_add(qs_top_model *m, const char *provider, qs_target target, json_t *stat)
+{
+    qs_top_row *r = &m->rows[m->nrows];
+    if (parse_schema_value(stat, &r->sv)) {
+        r->provider = qs_strdup(provider);
+        r->target = target;
+        m->nrows++;
+    }
 }
 
 /* CSV columns: the bare name unless another row has the same name. */
@@ -152,11 +157,11 @@ static void name_columns(qs_top_model *m)
         qs_top_row *r = &m->rows[i];
         bool dup = false;
         for (size_t j = 0; j < m->nrows && !dup; j++) {
-            dup = j != i && !strcmp(m->rows[j].name, r->name);
+            dup = j != i && !strcmp(m->rows[j].sv.name, r->sv.name);
         }
         r->column = dup ? qs_strdup_printf("%s.%s.%s", r->provider,
-                                           qs_target_name(r->target), r->name)
-                        : qs_strdup(r->name);
+                                           qs_target_name(r->target), r->sv.name)
+                        : qs_strdup(r->sv.name);
     }
 }
 
@@ -249,16 +254,16 @@ static bool store_value(qs_top_model *m, qs_top_sample *s, const char *provider,
     qs_top_row *r = &m->rows[ri];
     json_t *value = json_object_get(stat, "value");
     size_t len = json_is_array(value) ? json_array_size(value) : 1;
-    if (r->width == 0) {
-        r->width = len < MAX_HIST_BUCKETS ? (len ? len : 1) : MAX_HIST_BUCKETS;
+    if (r->sv.size == 0) {
+        r->sv.size = len < MAX_HIST_BUCKETS ? (len ? (uint32_t)len : 1) : MAX_HIST_BUCKETS;
     }
     if (!s->values[ri]) {
-        s->values[ri] = qs_calloc(s->ninstances[target] * r->width + 1, sizeof(uint64_t));
+        s->values[ri] = qs_calloc(s->ninstances[target] * r->sv.size + 1, sizeof(uint64_t));
         s->reported[ri] = qs_calloc(s->ninstances[target] + 1, 1);
     }
-    uint64_t *dst = s->values[ri] + instance * r->width;
+    uint64_t *dst = s->values[ri] + instance * r->sv.size;
     if (json_is_array(value)) {
-        for (size_t k = 0; k < len && k < r->width; k++) {
+        for (size_t k = 0; k < len && k < r->sv.size; k++) {
             dst[k] = (uint64_t)json_integer_value(json_array_get(value, k));
         }
     } else {
@@ -363,56 +368,38 @@ bool qs_top_model_sample(qs_top_model *m, qs_qmpc *c, qs_error **errp)
 
 /* ---- aggregates ----------------------------------------------------------- */
 
-/* The row as a schema entry of n buckets, for the core's bucket rules. */
-static qs_schema_value row_schema(const qs_top_row *r, size_t n)
-{
-    return (qs_schema_value){ .name = r->name, .type = r->type, .unit = r->unit,
-                              .base = (int8_t)r->base, .exponent = (int16_t)r->exponent,
-                              .bucket_size = r->bucket_size, .size = (uint32_t)n };
-}
-
-/* Bounds of bucket j of n, in raw units; *open for the last bucket. */
-static void bucket_bounds(const qs_top_row *r, size_t j, size_t n, double *lo, double *hi,
-                          bool *open)
-{
-    qs_schema_value sv = row_schema(r, n);
-    *lo = qs_schema_bucket_lower(&sv, (uint32_t)j);
-    *hi = qs_schema_bucket_lower(&sv, (uint32_t)j + 1);   /* finite even for the last */
-    *open = j + 1 == n;
-}
-
-static double percentile(const qs_top_row *r, const double *buckets, size_t n, double total,
+/* The buckets' counts are estimated as samples at these bounds (raw units);
+ * the open last bucket has no finite upper bound and counts at its lower. */
+static double percentile(const qs_schema_value *sv, const double *buckets, double total,
                          double q)
 {
-    double target = q * total, below = 0, lo, hi;
-    bool open;
-    for (size_t j = 0; j < n; j++) {
+    double target = q * total, below = 0;
+    for (uint32_t j = 0; j < sv->size; j++) {
         if (buckets[j] > 0 && below + buckets[j] >= target) {
-            bucket_bounds(r, j, n, &lo, &hi, &open);
-            return open ? lo : lo + (hi - lo) * (target - below) / buckets[j];
+            double lo = qs_schema_bucket_lower(sv, j), hi = qs_schema_bucket_upper(sv, j);
+            return isinf(hi) ? lo : lo + (hi - lo) * (target - below) / buckets[j];
         }
         below += buckets[j];
     }
     return 0;
 }
 
-static void distribution(const qs_top_row *r, const double *buckets, size_t n,
+static void distribution(const qs_schema_value *sv, const double *buckets,
                          qs_top_aggregate *out)
 {
-    double total = 0, sum = 0, lo, hi;
-    bool open;
-    for (size_t j = 0; j < n; j++) {
-        bucket_bounds(r, j, n, &lo, &hi, &open);
+    double total = 0, sum = 0;
+    for (uint32_t j = 0; j < sv->size; j++) {
+        double lo = qs_schema_bucket_lower(sv, j), hi = qs_schema_bucket_upper(sv, j);
         total += buckets[j];
-        sum += buckets[j] * (open ? lo : (lo + hi) / 2);
+        sum += buckets[j] * (isinf(hi) ? lo : (lo + hi) / 2);
     }
     if (total <= 0) {
         return;
     }
     out->has_distribution = true;
     out->mean = sum / total;
-    out->p50 = percentile(r, buckets, n, total, 0.50);
-    out->p99 = percentile(r, buckets, n, total, 0.99);
+    out->p50 = percentile(sv, buckets, total, 0.50);
+    out->p99 = percentile(sv, buckets, total, 0.99);
 }
 
 /* The previous values of the current sample's instance k, or NULL. */
@@ -424,7 +411,7 @@ static const uint64_t *previous_values(const qs_top_model *m, size_t ri, size_t 
         return NULL;
     }
     long pk = instance_find(prev, r->target, m->current.paths[r->target][k]);
-    return pk >= 0 && prev->reported[ri][pk] ? prev->values[ri] + (size_t)pk * r->width
+    return pk >= 0 && prev->reported[ri][pk] ? prev->values[ri] + (size_t)pk * r->sv.size
                                              : NULL;
 }
 
@@ -433,12 +420,12 @@ static void accumulate(const qs_top_row *r, const uint64_t *cur, const uint64_t 
                        double *sums, double *growth, qs_top_aggregate *out)
 {
     out->ninstances++;
-    if (r->type == QS_TYPE_PEAK) {
+    if (r->sv.type == QS_TYPE_PEAK) {
         out->value = out->present && out->value > (double)cur[0] ? out->value : (double)cur[0];
     }
     out->present = true;
     out->ntrue += cur[0] != 0;
-    for (size_t j = 0; j < r->width; j++) {
+    for (size_t j = 0; j < r->sv.size; j++) {
         sums[j] += (double)cur[j];
         if (prev) {
             /* A counter that went backwards was reset: count from zero. */
@@ -478,25 +465,25 @@ void qs_top_model_aggregate(const qs_top_model *m, size_t ri, long vcpu,
     }
     size_t first, end;
     selected_instances(m, r, vcpu, &first, &end);
-    double *sums = qs_calloc(r->width * 2, sizeof(double)), *growth = sums + r->width;
+    double *sums = qs_calloc(r->sv.size * 2, sizeof(double)), *growth = sums + r->sv.size;
     bool any_previous = false;
     for (size_t k = first; k < end; k++) {
         if (m->current.reported[ri][k]) {
             const uint64_t *prev = previous_values(m, ri, k);
             any_previous |= prev != NULL;
-            accumulate(r, m->current.values[ri] + k * r->width, prev, sums, growth, out);
+            accumulate(r, m->current.values[ri] + k * r->sv.size, prev, sums, growth, out);
         }
     }
     double dt = any_previous ? m->current.monotonic - m->previous.monotonic : 0;
-    if (r->type != QS_TYPE_PEAK) {
-        out->value = r->unit == QS_UNIT_BOOLEAN ? out->ntrue : sum_of(sums, r->width);
+    if (r->sv.type != QS_TYPE_PEAK) {
+        out->value = r->sv.unit == QS_UNIT_BOOLEAN ? out->ntrue : sum_of(sums, r->sv.size);
     }
     if (qs_top_row_counts(r) && dt > 0) {
         out->has_rate = true;
-        out->rate = sum_of(growth, r->width) / dt;
+        out->rate = sum_of(growth, r->sv.size) / dt;
     }
-    if (qs_top_is_hist(r->type)) {
-        distribution(r, out->has_rate ? growth : sums, r->width, out);
+    if (qs_schema_is_histogram(&r->sv)) {
+        distribution(&r->sv, out->has_rate ? growth : sums, out);
     }
     free(sums);
 }

@@ -30,14 +30,14 @@ static int compare_shown_rows(const void *a, const void *b, void *opaque)
     if (top->sort != QS_TOP_SORT_NAME && kx != ky) {
         return kx > ky ? -1 : 1;
     }
-    int c = strcmp(top->model.rows[x->row].name, top->model.rows[y->row].name);
+    int c = strcmp(top->model.rows[x->row].sv.name, top->model.rows[y->row].sv.name);
     return c ? c : (x->row < y->row ? -1 : x->row > y->row);
 }
 
 static bool passes_filters(const qs_top *top, const qs_top_row *r)
 {
     return (!top->provider || !strcmp(r->provider, top->provider)) &&
-           (!top->filter_text || regexec(&top->filter, r->name, 0, NULL, 0) == 0);
+           (!top->filter_text || regexec(&top->filter, r->sv.name, 0, NULL, 0) == 0);
 }
 
 size_t qs_top_shown_rows(const qs_top *top, qs_top_shown_row **out, bool for_screen)
@@ -64,74 +64,65 @@ size_t qs_top_shown_rows(const qs_top *top, qs_top_shown_row **out, bool for_scr
 
 /* ---- numbers as people read them ------------------------------------------- */
 
-typedef struct step {
-    double factor;
-    const char *suffix;
-} step;
-
-static const step seconds_steps[] = {
-    { 1e-9, "ns" }, { 1e-6, "us" }, { 1e-3, "ms" }, { 1, "s" }, { 0, NULL }
-};
-static const step bytes_steps[] = {
-    { 1, "B" }, { 1024.0, "KiB" }, { 1048576.0, "MiB" }, { 1073741824.0, "GiB" },
-    { 1099511627776.0, "TiB" }, { 1125899906842624.0, "PiB" },
-    { 1152921504606846976.0, "EiB" }, { 0, NULL }
-};
-static const step cycles_steps[] = {
-    { 1, "cycles" }, { 1e3, "Kcycles" }, { 1e6, "Mcycles" }, { 1e9, "Gcycles" },
-    { 1e12, "Tcycles" }, { 1e15, "Pcycles" }, { 0, NULL }
-};
-static const step count_steps[] = {
+/* Unit-less counts read with SI prefixes; that is top's alone (HMP and the
+ * metrics print counts whole), so it is not one of core's unit steps. */
+static const qs_unit_step count_steps[] = {
     { 1, "" }, { 1e3, "k" }, { 1e6, "M" }, { 1e9, "G" }, { 1e12, "T" }, { 1e15, "P" },
     { 1e18, "E" }, { 0, NULL }
 };
 
-static void format_steps(char *buf, size_t len, double v, const step *st, const char *sep,
-                         const char *per)
+static const qs_unit_step *count_step_for(double v)
 {
-    size_t i = 0;
-    while (st[i + 1].suffix && fabs(v) >= st[i + 1].factor) {
-        i++;
+    const qs_unit_step *step = count_steps;
+    while (step[1].suffix && fabs(v) >= step[1].factor) {
+        step++;
     }
-    double x = v / st[i].factor;
-    if (fabs(x) >= 999.5 && st[i + 1].suffix) {
-        x = v / st[++i].factor;
+    return step;
+}
+
+/* v in the given step, 3 significant digits.  Top's own rule on top of the
+ * step's choice: a value that would print as 1000 of a step moves to the
+ * next one ("1 us", not "1e+03 ns"); only the largest step prints more. */
+static void format_in_step(char *buf, size_t len, double v, const qs_unit_step *step,
+                           const char *separator, const char *per)
+{
+    double x = v / step->factor;
+    if (fabs(x) >= 999.5 && step[1].suffix) {
+        step++;
+        x = v / step->factor;
     }
     if (fabs(x) >= 999.5) {
-        snprintf(buf, len, "%.0f%s%s%s", x, sep, st[i].suffix, per);
+        snprintf(buf, len, "%.0f%s%s%s", x, separator, step->suffix, per);
     } else {
-        snprintf(buf, len, "%.3g%s%s%s", x, sep, st[i].suffix, per);
+        snprintf(buf, len, "%.3g%s%s%s", x, separator, step->suffix, per);
     }
 }
 
-/* Value in raw units scaled by unit: "12.3 ms", "1.5 GiB", "1234", "1.2M". */
-static void format_value(char *buf, size_t len, const qs_top_row *r, double raw, bool rate)
+/* A raw value of the stat, scaled to its unit: "12.3 ms", "1.5 GiB", "1234",
+ * "1.2M"; rates get "/s" (unit-less ones are plain numbers per second). */
+static void format_value(char *buf, size_t len, const qs_schema_value *sv, double raw,
+                         bool rate)
 {
-    qs_schema_value sv = { .base = (int8_t)r->base, .exponent = (int16_t)r->exponent };
-    double v = r->base ? qs_schema_value_scale(&sv, raw) : raw;
-    const char *per = rate ? "/s" : "";
+    double v = qs_schema_value_scale(sv, raw);
+    const qs_unit_step *step = qs_unit_step_for(sv->unit, v);
     if (v == 0) {
         snprintf(buf, len, "0");
-    } else if (r->unit == QS_UNIT_SECONDS) {
-        format_steps(buf, len, v, seconds_steps, " ", per);
-    } else if (r->unit == QS_UNIT_BYTES) {
-        format_steps(buf, len, v, bytes_steps, " ", per);
-    } else if (r->unit == QS_UNIT_CYCLES) {
-        format_steps(buf, len, v, cycles_steps, " ", per);
+    } else if (step) {
+        format_in_step(buf, len, v, step, " ", rate ? "/s" : "");
     } else if (rate && fabs(v) < 1000) {
         snprintf(buf, len, "%.1f", v);
     } else if (!rate && fabs(v) < 1e12 && v == floor(v)) {
         snprintf(buf, len, "%.0f", v);
     } else {
-        format_steps(buf, len, v, count_steps, "", "");
+        format_in_step(buf, len, v, count_step_for(v), "", "");
     }
 }
 
 /* Histogram sample counts are plain counts, whatever the buckets' unit. */
 static void format_count(char *buf, size_t len, double v, bool rate)
 {
-    qs_top_row plain = { .unit = QS_UNIT_NONE };
-    format_value(buf, len, &plain, v, rate);
+    static const qs_schema_value count = { .unit = QS_UNIT_NONE };
+    format_value(buf, len, &count, v, rate);
 }
 
 /* ---- lines --------------------------------------------------------------------- */
@@ -145,9 +136,9 @@ static void format_distribution(char *buf, size_t len, const qs_top_row *r,
         snprintf(buf, len, "-");
         return;
     }
-    format_value(mean, sizeof(mean), r, a->mean, false);
-    format_value(p50, sizeof(p50), r, a->p50, false);
-    format_value(p99, sizeof(p99), r, a->p99, false);
+    format_value(mean, sizeof(mean), &r->sv, a->mean, false);
+    format_value(p50, sizeof(p50), &r->sv, a->p50, false);
+    format_value(p99, sizeof(p99), &r->sv, a->p99, false);
     snprintf(buf, len, "mean %s  p50 %s  p99 %s", mean, p50, p99);
 }
 
@@ -155,14 +146,14 @@ static void format_distribution(char *buf, size_t len, const qs_top_row *r,
  * their sample count, everything else in its unit. */
 static void format_total(char *buf, size_t len, const qs_top_row *r, const qs_top_aggregate *a)
 {
-    if (r->unit == QS_UNIT_BOOLEAN && a->ninstances > 1) {
+    if (r->sv.unit == QS_UNIT_BOOLEAN && a->ninstances > 1) {
         snprintf(buf, len, "%u/%u", a->ntrue, a->ninstances);
-    } else if (r->unit == QS_UNIT_BOOLEAN) {
+    } else if (r->sv.unit == QS_UNIT_BOOLEAN) {
         snprintf(buf, len, "%s", a->ntrue ? "yes" : "no");
-    } else if (qs_top_is_hist(r->type)) {
+    } else if (qs_schema_is_histogram(&r->sv)) {
         format_count(buf, len, a->value, false);
     } else {
-        format_value(buf, len, r, a->value, false);
+        format_value(buf, len, &r->sv, a->value, false);
     }
 }
 
@@ -171,10 +162,10 @@ static void format_rate(char *buf, size_t len, const qs_top_row *r, const qs_top
 {
     if (!a->has_rate) {
         snprintf(buf, len, "%s", qs_top_row_counts(r) ? "-" : "");
-    } else if (qs_top_is_hist(r->type)) {
+    } else if (qs_schema_is_histogram(&r->sv)) {
         format_count(buf, len, a->rate, true);
     } else {
-        format_value(buf, len, r, a->rate, true);
+        format_value(buf, len, &r->sv, a->rate, true);
     }
 }
 
@@ -186,11 +177,11 @@ void qs_top_render_row(const qs_top *top, const qs_top_shown_row *shown, int nam
     char total[48], rate[48], distribution[160] = "", where[48];
     format_total(total, sizeof(total), r, a);
     format_rate(rate, sizeof(rate), r, a);
-    if (qs_top_is_hist(r->type)) {
+    if (qs_schema_is_histogram(&r->sv)) {
         format_distribution(distribution, sizeof(distribution), r, a);
     }
     snprintf(where, sizeof(where), "%s/%s", r->provider, qs_target_name(r->target));
-    qs_buf_printf(out, "%-*.*s %-12s %14s %14s  %s", name_width, name_width, r->name, where,
+    qs_buf_printf(out, "%-*.*s %-12s %14s %14s  %s", name_width, name_width, r->sv.name, where,
                   total, rate, distribution);
 }
 
@@ -198,7 +189,7 @@ int qs_top_name_width(const qs_top *top, const qs_top_shown_row *shown, size_t n
 {
     size_t width = MIN_NAME_WIDTH;
     for (size_t i = 0; i < n; i++) {
-        size_t len = strlen(top->model.rows[shown[i].row].name);
+        size_t len = strlen(top->model.rows[shown[i].row].sv.name);
         width = len > width ? len : width;
     }
     return (int)(width > MAX_NAME_WIDTH ? MAX_NAME_WIDTH : width);

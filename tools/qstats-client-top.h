@@ -28,22 +28,21 @@
  * selection, so switching the selection needs no new sample. */
 
 typedef struct qs_top_row {
-    char *name;
-    char *column;              /* CSV column: the name, qualified if ambiguous */
+    /* The stat's schema entry, as core describes it, so that core's rules
+     * (scale, bucket bounds, unit steps) apply to it directly.  sv.name is
+     * the row's own; sv.size is the values per instance, learnt from the
+     * samples for histograms (0 until the first one). */
+    qs_schema_value sv;
     char *provider;
     qs_target target;
-    qs_stat_type type;
-    qs_unit unit;
-    int base, exponent;
-    unsigned bucket_size;
-    size_t width;              /* values per instance, learnt from samples */
+    char *column;              /* CSV column: the name, qualified if ambiguous */
 } qs_top_row;
 
 typedef struct qs_top_sample {
     double monotonic, realtime;          /* when it was taken, in seconds */
     char **paths[QS_TARGET__MAX];        /* the instances' qom-paths; the VM's is "" */
     size_t ninstances[QS_TARGET__MAX];
-    uint64_t **values;                   /* per row: ninstances * width values */
+    uint64_t **values;                   /* per row: ninstances * sv.size values */
     unsigned char **reported;            /* per row: which instances had it */
 } qs_top_sample;
 
@@ -77,7 +76,6 @@ long qs_top_model_find(const qs_top_model *m, const char *provider, qs_target ta
 /* vcpu < 0: every instance; otherwise the vcpu-th vCPU (vcpu rows only). */
 void qs_top_model_aggregate(const qs_top_model *m, size_t row, long vcpu,
                             qs_top_aggregate *out);
-bool qs_top_is_hist(qs_stat_type t);
 /* Whether a row counts things (cumulative, histograms): it has a rate. */
 bool qs_top_row_counts(const qs_top_row *r);
 /* The clock samples are stamped with, in seconds. */

@@ -386,6 +386,13 @@ def test_histograms_show_count_mean_and_percentiles_of_the_last_interval():
             assert dist == "mean 24 ns  p50 24 ns  p99 31.8 ns", dist
             assert 85 < count(rate) * 2.5 < 115, rate          # 100 samples in ~2.5 s
             assert row(parse_top(s)[1], "size_hist")[4] == "-"     # nothing new there
+            # below a nanosecond, core's unit steps go on to picoseconds:
+            # 100 samples in log2 bucket 1, [0, 1) ns
+            wait[0] = 100
+            os.pwrite(fd, recording.build(HIST_DESCS, hist_values(wait)), 0)
+            s = p.wait(lambda s: row(parse_top(s)[1], "wait_hist")[2] == "300", "sub-ns samples")
+            dist = row(parse_top(s)[1], "wait_hist")[4]
+            assert dist == "mean 500 ps  p50 500 ps  p99 990 ps", dist
             p.keys("q")
             p.wait_text("EXIT=0")
         finally:
@@ -395,12 +402,12 @@ def test_histograms_show_count_mean_and_percentiles_of_the_last_interval():
 
 # ---- batch modes ------------------------------------------------------------------
 
-SECONDS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+SECONDS = {"ps": 1e-12, "ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 
 def seconds(text):
     """A time as top shows it ("12.6 ms") in seconds."""
-    m = re.fullmatch(r"([\d.]+) (ns|us|ms|s)", text)
+    m = re.fullmatch(r"([\d.]+) (ps|ns|us|ms|s)", text)
     assert m, text
     return float(m[1]) * SECONDS[m[2]]
 
@@ -436,7 +443,7 @@ def test_once_and_log_on_a_running_recorded_vm():
     header, rows, _ = parse_top(once.stdout)
     assert "interval: 1s" in header and "vcpu: all of 2" in header, header
     assert count(row(rows, "exits")[3]) > 0 and count(row(rows, "halt_exits")[3]) > 0
-    assert re.fullmatch(r"[\d.]+ (ns|us|ms|s)/s", row(rows, "halt_wait_ns")[3])
+    assert re.fullmatch(r"[\d.]+ (ps|ns|us|ms|s)/s", row(rows, "halt_wait_ns")[3])
     # every halt of the guest fell in one bucket [lo, hi): the mean and
     # median of the interval are its midpoint, p99 is 99% of the way through
     lo, hi = grown_log2_bucket(before, after)
