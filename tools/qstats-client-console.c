@@ -4,9 +4,9 @@
  * runs every HMP line on a fresh monitor, the current CPU (`cpu N`) is kept
  * here and sent as cpu-index.  Line editing, history and completion come
  * from libedit's native API (its client-data pointer carries our state, so
- * no global is needed).  Completion knows the commands, the stats targets
- * and providers, the stat names of query-stats-schemas and, through
- * qom-list, QOM paths and properties.
+ * no global is needed).  Completion knows the commands, the stats targets,
+ * and asks the daemon for the rest when Tab is pressed: the stat names and
+ * providers of query-stats-schemas, QOM paths and properties of qom-list.
  *
  * Without a terminal on stdin the console reads plain lines and prints no
  * prompt, so that it can be scripted.
@@ -30,8 +30,6 @@ static const char *const commands[] = {
     "help", "info", "cpu", "qom-list", "qom-get", "qom-set", "quit", NULL
 };
 static const char *const info_commands[] = { "stats", "version", "balloon", NULL };
-static const char *const targets[] = { "vm", "vcpu", "cryptodev", NULL };
-static const char *const providers[] = { "kvm", "cryptodev", "balloon", NULL };
 static const char *const stats_options[] = { "-a", "-b", NULL };
 
 typedef struct strvec {
@@ -42,7 +40,6 @@ typedef struct strvec {
 typedef struct console {
     qs_qmpc *qmp;
     long cpu;                          /* -1: the daemon's default */
-    strvec names[QS_TARGET__MAX];      /* stat names per target */
     char *history_path;
 } console;
 
@@ -71,8 +68,13 @@ static void strvec_add_all(strvec *s, const char *const *list)
     }
 }
 
-/* Stat names of every provider, per target, from query-stats-schemas. */
-static void learn_schemas(console *con)
+/* What query-stats-schemas has for one target now: the names of its stats,
+ * or the providers that have any.  Asked at each Tab rather than once,
+ * because providers are open-ended and come and go (a VMM hands over stats
+ * fds, registers its own provider); the StatsProvider enum of
+ * query-qmp-schema would also offer names that have no stats, which
+ * `info stats` answers with nothing. */
+static void schema_candidates(console *con, qs_target target, bool providers, strvec *out)
 {
     qs_error *err = NULL;
     json_t *schemas = qs_qmpc_call(con->qmp, "query-stats-schemas", NULL, &err);
@@ -80,14 +82,20 @@ static void learn_schemas(console *con)
     size_t i, j;
     json_t *schema, *stat;
     json_array_foreach(schemas, i, schema) {
-        int t = qs_target_lookup(json_string_value(json_object_get(schema, "target")) ?: "");
-        if (t < 0) {
+        const char *provider = json_string_value(json_object_get(schema, "provider"));
+        const char *t = json_string_value(json_object_get(schema, "target"));
+        json_t *stats = json_object_get(schema, "stats");
+        if (!provider || qs_target_lookup(t ?: "") != (int)target || !json_array_size(stats)) {
             continue;
         }
-        json_array_foreach(json_object_get(schema, "stats"), j, stat) {
+        if (providers) {
+            strvec_add(out, provider);
+            continue;
+        }
+        json_array_foreach(stats, j, stat) {
             const char *name = json_string_value(json_object_get(stat, "name"));
             if (name) {
-                strvec_add(&con->names[t], name);
+                strvec_add(out, name);
             }
         }
     }
@@ -152,15 +160,15 @@ static void info_stats_candidates(console *con, char **words, int nwords,
     if (cur[0] == '-') {
         strvec_add_all(out, stats_options);
     } else if (pos == 0) {
-        strvec_add_all(out, targets);
-    } else if (pos == 1 && target >= 0) {
-        for (size_t i = 0; i < con->names[target].n; i++) {
-            strvec_add(out, con->names[target].v[i]);
+        for (int t = 0; t < QS_TARGET__MAX; t++) {
+            strvec_add(out, qs_target_name((qs_target)t));
         }
+    } else if (pos == 1 && target >= 0) {
+        schema_candidates(con, (qs_target)target, false, out);
         strvec_add(out, "*");
         *comma_list = true;
-    } else if (pos == 2) {
-        strvec_add_all(out, providers);
+    } else if (pos == 2 && target >= 0) {
+        schema_candidates(con, (qs_target)target, true, out);
     }
 }
 
@@ -406,13 +414,9 @@ int qs_client_console(qs_qmpc *c, long cpu)
     console con = { .qmp = c, .cpu = cpu };
     int rc;
     if (isatty(STDIN_FILENO)) {
-        learn_schemas(&con);
         rc = run_tty(&con);
     } else {
         rc = run_pipe(&con);
-    }
-    for (int t = 0; t < QS_TARGET__MAX; t++) {
-        strvec_free(&con.names[t]);
     }
     free(con.history_path);
     return rc;

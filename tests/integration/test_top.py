@@ -1,7 +1,7 @@
 """The interactive parts of the `qstats` client, driven on a real terminal
 (tmux: send-keys, capture-pane) against a real qstatsd: console completion
-(commands, stat names learnt from the schemas, QOM paths), `cpu N`,
-history and Ctrl-D; `top` on a recorded VM whose guest the test keeps
+(commands, stat names learnt from the schemas, the providers the daemon has
+stats from at the time of Tab, QOM paths), `cpu N`, history and Ctrl-D; `top` on a recorded VM whose guest the test keeps
 running (positive rates, the o/f/v/p/s keys change the screen, resizes
 redraw, `q`, SIGTERM, Ctrl-C and a dying daemon all leave the alternate
 screen and restore the shell), histogram count/mean/p50/p99 of the last
@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 
-from qstest import Daemon, recording, run_module, skip
+from qstest import RECORDED, Daemon, recording, run_module, skip
 from test_client import QSTATS, fixture_daemon
 
 STATUS_KEYS = "o sort  f filter  v vcpu  p provider  s interval  q quit"
@@ -192,6 +192,63 @@ def test_console_completes_keeps_the_cpu_has_history_and_ends_on_ctrl_d():
                 assert "info\\040stats\\040vcpu\\040exits" in f.read()
         finally:
             p.close()
+
+
+def providers_with_stats(q, target):
+    return sorted({s["provider"] for s in q.ok("query-stats-schemas", {})
+                   if s["target"] == target and s["stats"]})
+
+
+def hand_over(q, path, target, qom_path=None):
+    """A VMM's stats fd for the kvm provider, as add-stats-fd takes it."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert q.cmd("getfd", {"fdname": "f"}, fds=[fd]) == {"return": {}}
+    finally:
+        os.close(fd)
+    args = {"fdname": "f", "provider": "kvm", "target": target}
+    if qom_path:
+        args["qom-path"] = qom_path
+    assert q.cmd("add-stats-fd", args) == {"return": {}}
+
+
+def test_console_completes_the_providers_the_daemon_has_stats_from_at_each_tab():
+    # Providers are names, not a closed list: the console offers those
+    # query-stats-schemas has for the target when Tab is pressed, never a
+    # StatsProvider value with no stats (sched, cryptodev here).
+    tmp = tempfile.mkdtemp(prefix="qstats-providers-")
+    d = Daemon("--balloon", "unix:" + os.path.join(tmp, "b.sock"), no_vm=True)
+    p = Pane([QSTATS, "-s", d.qmp_path, "hmp"])
+    try:
+        q = d.qmp()
+        p.wait_text("(qstats)")
+        assert providers_with_stats(q, "vm") == ["balloon"]
+        p.type("info stats vm * ")
+        p.keys("Tab")                        # the one provider with VM stats
+        p.wait(lambda s: prompt_line(s) == "(qstats) info stats vm * balloon", "balloon")
+        p.keys("C-u")
+        # a VMM hands over its stats fds while the console runs
+        hand_over(q, os.path.join(RECORDED, "vm.bin"), "vm")
+        hand_over(q, os.path.join(RECORDED, "vcpu0.bin"), "vcpu", "/machine/unattached/device[0]")
+        assert providers_with_stats(q, "vm") == ["balloon", "kvm"]
+        assert providers_with_stats(q, "vcpu") == ["kvm"]
+        p.type("info stats vm * ")
+        p.keys("Tab")
+        s = p.wait(lambda s: re.search(r"^balloon +kvm *$", s, re.M), "both providers listed")
+        assert "sched" not in s and "cryptodev" not in s, s
+        p.keys("C-u")
+        p.type("info stats vcpu exits ")
+        p.keys("Tab")
+        want = "(qstats) info stats vcpu exits kvm"
+        p.wait(lambda s: prompt_line(s) == want, "kvm for vCPU stats")
+        p.keys("Enter")
+        p.wait_text("    exits (cumulative): " +
+                    str(recording.StatsFile.load(os.path.join(RECORDED, "vcpu0.bin")).get("exits")))
+        q.close()
+    finally:
+        p.close()
+        d.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_console_on_a_terminal_reports_a_daemon_that_went_away():
