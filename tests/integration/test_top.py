@@ -73,6 +73,13 @@ class Pane:
     def wait_text(self, text, timeout=15):
         return self.wait(lambda s: text in s, repr(text), timeout)
 
+    def complete(self, typed, want):
+        """Types `typed` at the console, presses Tab and waits until the
+        prompt line reads `want` (the console's line after its prompt)."""
+        self.type(typed)
+        self.keys("Tab")
+        return self.wait(lambda s: prompt_line(s) == "(qstats) " + want, repr(want))
+
     def program_pid(self):
         shell = int(self.fmt("#{pane_pid}"))
         with open(f"/proc/{shell}/task/{shell}/children") as f:
@@ -153,12 +160,9 @@ def test_console_completes_keeps_the_cpu_has_history_and_ends_on_ctrl_d():
         p = Pane([QSTATS, "-s", d.qmp_path, "hmp"])
         try:
             p.wait_text("(qstats)")
-            p.type("info st")
-            p.keys("Tab")
-            p.wait(lambda s: prompt_line(s) == "(qstats) info stats", "info stats")
-            p.type("vcpu halt_ex")           # a stat name learnt from the schemas
-            p.keys("Tab")
-            p.wait(lambda s: prompt_line(s) == "(qstats) info stats vcpu halt_exits", "stat")
+            p.complete("info st", "info stats")
+            # a stat name learnt from the schemas
+            p.complete("vcpu halt_ex", "info stats vcpu halt_exits")
             p.keys("Enter")
             p.wait_text("    halt_exits (cumulative): 100")
             p.type("info stats vcpu halt_wa")    # ambiguous: the candidates are listed
@@ -170,22 +174,15 @@ def test_console_completes_keeps_the_cpu_has_history_and_ends_on_ctrl_d():
                 p.type(line)
                 p.keys("Enter")
             p.wait_text("    exits (cumulative): 400")        # vCPU 1's value
-            p.type("qom-get /mach")
-            p.keys("Tab")
-            p.wait(lambda s: prompt_line(s) == "(qstats) qom-get /machine/", "path")
-            p.type("u")                         # unattached, not peripheral*
-            p.keys("Tab")
-            p.wait(lambda s: prompt_line(s) == "(qstats) qom-get /machine/unattached/", "dir")
-            p.type("device[1")
-            p.keys("Tab")
-            p.type("st")
-            p.keys("Tab")
-            want = "(qstats) qom-get /machine/unattached/device[1] stats-id"
-            p.wait(lambda s: prompt_line(s) == want, "property")
+            p.complete("qom-get /mach", "qom-get /machine/")
+            p.complete("u", "qom-get /machine/unattached/")     # unattached, not peripheral*
+            p.complete("device[1", "qom-get /machine/unattached/device[1]")
+            line = "qom-get /machine/unattached/device[1] stats-id"
+            p.complete("st", line)
             p.keys("Enter")
             p.wait_text('"kvm-5884/vcpu-1"')
             p.keys("Up")
-            p.wait(lambda s: prompt_line(s) == want, "history")
+            p.wait(lambda s: prompt_line(s) == "(qstats) " + line, "history")
             p.keys("C-u", "C-d")
             p.wait_text("EXIT=0")
             with open(os.path.join(p.home, ".qstats_history")) as f:
@@ -223,9 +220,7 @@ def test_console_completes_the_providers_the_daemon_has_stats_from_at_each_tab()
         q = d.qmp()
         p.wait_text("(qstats)")
         assert providers_with_stats(q, "vm") == ["balloon"]
-        p.type("info stats vm * ")
-        p.keys("Tab")                        # the one provider with VM stats
-        p.wait(lambda s: prompt_line(s) == "(qstats) info stats vm * balloon", "balloon")
+        p.complete("info stats vm * ", "info stats vm * balloon")    # the one with VM stats
         p.keys("C-u")
         # a VMM hands over its stats fds while the console runs
         hand_over(q, os.path.join(RECORDED, "vm.bin"), "vm")
@@ -237,10 +232,7 @@ def test_console_completes_the_providers_the_daemon_has_stats_from_at_each_tab()
         s = p.wait(lambda s: re.search(r"^balloon +kvm *$", s, re.M), "both providers listed")
         assert "sched" not in s and "cryptodev" not in s, s
         p.keys("C-u")
-        p.type("info stats vcpu exits ")
-        p.keys("Tab")
-        want = "(qstats) info stats vcpu exits kvm"
-        p.wait(lambda s: prompt_line(s) == want, "kvm for vCPU stats")
+        p.complete("info stats vcpu exits ", "info stats vcpu exits kvm")
         p.keys("Enter")
         p.wait_text("    exits (cumulative): " +
                     str(recording.StatsFile.load(os.path.join(RECORDED, "vcpu0.bin")).get("exits")))
