@@ -49,15 +49,15 @@ typedef struct live_view {
 static void write_all(const char *data, size_t len)
 {
     while (len) {
-        ssize_t w = write(STDOUT_FILENO, data, len);
-        if (w < 0 && errno == EINTR) {
+        ssize_t written = write(STDOUT_FILENO, data, len);
+        if (written < 0 && errno == EINTR) {
             continue;
         }
-        if (w <= 0) {
+        if (written <= 0) {
             return;
         }
-        data += w;
-        len -= (size_t)w;
+        data += written;
+        len -= (size_t)written;
     }
 }
 
@@ -203,20 +203,20 @@ static int commit_prompt(live_view *view)
 
 /* One byte typed at a prompt; *stop when the rest of the read is to be
  * dropped (an escape sequence). */
-static int prompt_key(live_view *view, unsigned char c, bool *stop)
+static int prompt_key(live_view *view, unsigned char key, bool *stop)
 {
-    if (c == '\r' || c == '\n') {
+    if (key == '\r' || key == '\n') {
         return commit_prompt(view);
     }
-    if (c == KEY_ESCAPE) {
+    if (key == KEY_ESCAPE) {
         view->prompt = PROMPT_NONE;
         *stop = true;
-    } else if ((c == KEY_DELETE || c == KEY_BACKSPACE) && view->input.len) {
+    } else if ((key == KEY_DELETE || key == KEY_BACKSPACE) && view->input.len) {
         view->input.len--;
-    } else if (c == KEY_CTRL_U) {
+    } else if (key == KEY_CTRL_U) {
         qs_buf_reset(&view->input);
-    } else if (c >= 32 && c < 127) {
-        qs_buf_putc(&view->input, (char)c);
+    } else if (key >= 32 && key < 127) {
+        qs_buf_putc(&view->input, (char)key);
     }
     return ACTION_DRAW;
 }
@@ -227,13 +227,13 @@ static void open_prompt(live_view *view, prompt_kind kind)
     qs_buf_reset(&view->input);
 }
 
-static int on_key(live_view *view, unsigned char c, bool *stop)
+static int on_key(live_view *view, unsigned char key, bool *stop)
 {
     if (view->prompt) {
-        return prompt_key(view, c, stop);
+        return prompt_key(view, key, stop);
     }
     view->message[0] = '\0';
-    switch (c) {
+    switch (key) {
     case 'q':
     case 'Q':
         return ACTION_QUIT;
@@ -317,7 +317,7 @@ static bool live_sample(live_view *view, qs_error **errp)
     if (qs_top_model_sample(&top->model, top->qmp, errp)) {
         return true;
     }
-    if (!qs_qmpc_lost(top->qmp)) {
+    if (!qs_qmp_client_lost(top->qmp)) {
         snprintf(view->message, sizeof(view->message), "%s", (*errp)->msg);
         qs_error_free(*errp);
         *errp = NULL;

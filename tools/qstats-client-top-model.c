@@ -176,9 +176,9 @@ static void sort_by_key(qs_top_model *m)
     qsort_r(m->by_key, m->nrows, sizeof(*m->by_key), compare_rows_by_key, m->rows);
 }
 
-bool qs_top_model_load(qs_top_model *m, qs_qmpc *c, qs_error **errp)
+bool qs_top_model_load(qs_top_model *m, qs_qmp_client *client, qs_error **errp)
 {
-    json_t *schemas = qs_qmpc_call(c, "query-stats-schemas", NULL, errp);
+    json_t *schemas = qs_qmp_client_call(client, "query-stats-schemas", NULL, errp);
     if (!schemas) {
         return false;
     }
@@ -309,7 +309,7 @@ static void results_free(json_t *results[QS_TARGET__MAX])
 }
 
 /* One query-stats for each target that has rows. */
-static bool query_all(const qs_top_model *m, qs_qmpc *c, json_t *results[QS_TARGET__MAX],
+static bool query_all(const qs_top_model *m, qs_qmp_client *client, json_t *results[QS_TARGET__MAX],
                       qs_error **errp)
 {
     bool wanted[QS_TARGET__MAX] = { false };
@@ -324,7 +324,7 @@ static bool query_all(const qs_top_model *m, qs_qmpc *c, json_t *results[QS_TARG
             continue;
         }
         json_t *args = json_pack("{s:s}", "target", qs_target_name((qs_target)t));
-        results[t] = qs_qmpc_call(c, "query-stats", args, errp);
+        results[t] = qs_qmp_client_call(client, "query-stats", args, errp);
         if (!results[t]) {
             results_free(results);
             return false;
@@ -339,10 +339,10 @@ static qs_top_sample sample_now(void)
                             .realtime = qs_top_now(CLOCK_REALTIME) };
 }
 
-bool qs_top_model_sample(qs_top_model *m, qs_qmpc *c, qs_error **errp)
+bool qs_top_model_sample(qs_top_model *m, qs_qmp_client *client, qs_error **errp)
 {
     json_t *results[QS_TARGET__MAX];
-    if (!query_all(m, c, results, errp)) {
+    if (!query_all(m, client, results, errp)) {
         return false;
     }
     qs_top_sample s = sample_now();
@@ -350,7 +350,7 @@ bool qs_top_model_sample(qs_top_model *m, qs_qmpc *c, qs_error **errp)
         /* A provider appeared (or changed its stats): learn the schemas
          * again; old samples do not fit the new rows. */
         sample_free(&s, m->nrows);
-        if (!qs_top_model_load(m, c, errp)) {
+        if (!qs_top_model_load(m, client, errp)) {
             results_free(results);
             return false;
         }
@@ -410,9 +410,11 @@ static const uint64_t *previous_values(const qs_top_model *m, size_t ri, size_t 
     if (!m->has_previous || !prev->values[ri]) {
         return NULL;
     }
-    long pk = instance_find(prev, r->target, m->current.paths[r->target][k]);
-    return pk >= 0 && prev->reported[ri][pk] ? prev->values[ri] + (size_t)pk * r->sv.size
-                                             : NULL;
+    long there = instance_find(prev, r->target, m->current.paths[r->target][k]);
+    if (there < 0 || !prev->reported[ri][there]) {
+        return NULL;       /* the instance is new */
+    }
+    return prev->values[ri] + (size_t)there * r->sv.size;
 }
 
 /* Adds one instance's values (and their growth since prev, if any). */

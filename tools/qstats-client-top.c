@@ -209,18 +209,18 @@ void qs_top_free(qs_top *top)
 static void learn_vm_label(qs_top *top)
 {
     qs_error *err = NULL;
-    json_t *name = qs_qmpc_call(top->qmp, "query-name", NULL, &err);
+    json_t *name = qs_qmp_client_call(top->qmp, "query-name", NULL, &err);
     const char *s = json_string_value(json_object_get(name, "name"));
-    top->vm_label = qs_strdup(s ? s : qs_qmpc_spec(top->qmp));
+    top->vm_label = qs_strdup(s ? s : qs_qmp_client_spec(top->qmp));
     json_decref(name);
     qs_error_free(err);
 }
 
-int qs_top_run(qs_top *top, qs_qmpc *c)
+int qs_top_run(qs_top *top, qs_qmp_client *client)
 {
     qs_error *err = NULL;
-    top->qmp = c;
-    if (!qs_top_model_load(&top->model, c, &err)) {
+    top->qmp = client;
+    if (!qs_top_model_load(&top->model, client, &err)) {
         qs_client_report(err);
         return 1;
     }

@@ -65,19 +65,19 @@ typedef struct qs_top_aggregate {
     double mean, p50, p99;     /* raw units */
 } qs_top_aggregate;
 
-void qs_top_model_init(qs_top_model *m);
-void qs_top_model_destroy(qs_top_model *m);
-bool qs_top_model_load(qs_top_model *m, qs_qmpc *c, qs_error **errp);
+void qs_top_model_init(qs_top_model *model);
+void qs_top_model_destroy(qs_top_model *model);
+bool qs_top_model_load(qs_top_model *model, qs_qmp_client *client, qs_error **errp);
 /* Takes a new sample (the current one becomes the previous one). */
-bool qs_top_model_sample(qs_top_model *m, qs_qmpc *c, qs_error **errp);
+bool qs_top_model_sample(qs_top_model *model, qs_qmp_client *client, qs_error **errp);
 /* Row index of (provider, target, name), or -1. */
-long qs_top_model_find(const qs_top_model *m, const char *provider, qs_target target,
+long qs_top_model_find(const qs_top_model *model, const char *provider, qs_target target,
                        const char *name);
 /* vcpu < 0: every instance; otherwise the vcpu-th vCPU (vcpu rows only). */
-void qs_top_model_aggregate(const qs_top_model *m, size_t row, long vcpu,
+void qs_top_model_aggregate(const qs_top_model *model, size_t row, long vcpu,
                             qs_top_aggregate *out);
 /* Whether a row counts things (cumulative, histograms): it has a rate. */
-bool qs_top_row_counts(const qs_top_row *r);
+bool qs_top_row_counts(const qs_top_row *row);
 /* The clock samples are stamped with, in seconds. */
 double qs_top_now(clockid_t clock);
 
@@ -99,7 +99,7 @@ struct qs_top {
     qs_top_mode mode;
     long count;                /* --log intervals; -1: forever */
     /* learnt from the daemon */
-    qs_qmpc *qmp;
+    qs_qmp_client *qmp;
     qs_top_model model;
     char *vm_label;
 };
