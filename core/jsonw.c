@@ -88,9 +88,10 @@ static unsigned utf8_next(const unsigned char **p)
     return bad ? 0xFFFD : cp;
 }
 
+/* Upper-case hex digits, as QEMU writes them (\u00E9). */
 static void put_u16_escape(qs_buf *b, unsigned v)
 {
-    static const char hex[] = "0123456789abcdef";
+    static const char hex[] = "0123456789ABCDEF";
     char e[6] = { '\\', 'u', hex[(v >> 12) & 15], hex[(v >> 8) & 15],
                   hex[(v >> 4) & 15], hex[v & 15] };
     qs_buf_append(b, e, 6);

@@ -16,6 +16,29 @@ void *qs_realloc(void *p, size_t n);
 char *qs_strdup(const char *s);
 char *qs_strdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* A set of strings (copied), each with a value; lookups in constant time
+ * (strset.c). */
+typedef struct qs_strset {
+    size_t *slots;            /* arena offset + 1; 0 is empty */
+    size_t *values;
+    size_t cap, n;
+    qs_buf arena;
+} qs_strset;
+void qs_strset_init(qs_strset *set);
+void qs_strset_free(qs_strset *set);
+void qs_strset_clear(qs_strset *set);
+/* false (and nothing changed) when s is already in the set */
+bool qs_strset_add(qs_strset *set, const char *s);
+bool qs_strset_put(qs_strset *set, const char *s, size_t value);
+bool qs_strset_contains(const qs_strset *set, const char *s);
+/* true and *value (if non-NULL) set when s is in the set */
+bool qs_strset_get(const qs_strset *set, const char *s, size_t *value);
+
+/* A buffer that grew past this for one large reply is given back once it
+ * is empty again (qs_buf_trim, qs_results_trim): memory returns near its
+ * baseline after a large query. */
+#define QS_KEEP_BYTES (1u << 20)
+
 /* Re-indents JSON text token by token, one member or element a line,
  * `indent` spaces a level, so that numbers stay as they came (exact u64):
  * QEMU's pretty printer (HMP qom-get) is indent 4 with "{\n}" for an empty

@@ -199,6 +199,9 @@ typedef struct qs_result {
     size_t first, count;          /* range in qs_results.stats */
 } qs_result;
 
+/* What a query may hold: its results' arrays are budgeted in bytes, and
+ * growth past the budget is refused before anything is allocated (the
+ * query then fails as too large). */
 typedef struct qs_results {
     qs_result *res;
     size_t nres, cap_res;
@@ -206,13 +209,20 @@ typedef struct qs_results {
     size_t nstats, cap_stats;
     uint64_t *arena;
     size_t narena, cap_arena;
+    size_t limit;             /* bytes of the three arrays; 0: no limit */
+    bool overflow;            /* a growth was refused since the last reset */
 } qs_results;
 
 QS_EXPORT void qs_results_init(qs_results *r);
 QS_EXPORT void qs_results_reset(qs_results *r);      /* keeps the capacity */
+/* Frees the arrays of empty results whose capacity grew above keep bytes. */
+QS_EXPORT void qs_results_trim(qs_results *r, size_t keep);
 QS_EXPORT void qs_results_destroy(qs_results *r);
-/* Reserves n u64 values; returns their arena offset.  The pointer to the
- * arena (qs_results_values) is only valid until the next reserve. */
+/* Reserves n u64 values; returns their arena offset, or QS_RESULTS_FULL
+ * when the budget would be exceeded (the provider then stops and returns
+ * true: the registry fails the query).  The pointer to the arena
+ * (qs_results_values) is only valid until the next reserve. */
+#define QS_RESULTS_FULL ((size_t)-1)
 QS_EXPORT size_t qs_results_reserve(qs_results *r, size_t n);
 static inline uint64_t *qs_results_values(const qs_results *r, size_t off)
 {
@@ -300,14 +310,14 @@ QS_EXPORT size_t qs_registry_provider_names(const qs_registry *reg, const char *
                                             unsigned *generation);
 QS_EXPORT bool qs_registry_provider_known(const qs_registry *reg, const char *name);
 
-/* A query whose results would exceed these fails instead of exhausting
- * memory (QEMU has no limit: a request repeating a provider 100000 times
- * would need gigabytes).  Far above any real VM: 1024 vCPUs x 47 stats is
- * 48128 stats and 147456 words. */
-#define QS_QUERY_MAX_STATS (4u << 20)
-#define QS_QUERY_MAX_WORDS (16u << 20)
+/* The default byte ceiling of one reply (QMP, HMP, metrics) and of the
+ * results behind it.  QEMU has none: a request repeating a provider 100000
+ * times would need gigabytes.  Far above any real VM: query-stats target
+ * vcpu of 1024 vCPUs is 2.3 MB of JSON and 1.2 MB of results. */
+#define QS_REPLY_MAX_DEFAULT (16u << 20)
 
-/* QEMU's qmp_query_stats: on error `out` is left empty. */
+/* QEMU's qmp_query_stats: on error `out` is left empty.  Results past
+ * out->limit fail the query with a GenericError naming the limit. */
 QS_EXPORT bool qs_registry_query_stats(qs_registry *reg, const qs_filter *f,
                                        qs_results *out, qs_error **errp);
 /* QEMU's qmp_query_stats_schemas; provider NULL means all. */
@@ -339,24 +349,35 @@ QS_EXPORT bool qs_registry_vcpu_known(const qs_registry *reg, const char *path);
 
 /* ---- small helpers shared by the modules ------------------------------- */
 
-/* Growable byte buffer (also used as a string builder). */
+/* Growable byte buffer (also used as a string builder).  A buffer may have
+ * a ceiling: an append that would take it past `limit` bytes allocates
+ * nothing, appends nothing and sets `overflow`, so that a reply is refused
+ * at the cost of the ceiling rather than built whole (0: no ceiling). */
 typedef struct qs_buf {
     char *data;
     size_t len, cap;
+    size_t limit;
+    bool overflow;
 } qs_buf;
 
 QS_EXPORT void qs_buf_init(qs_buf *b);
 QS_EXPORT void qs_buf_free(qs_buf *b);
+/* Empties the buffer (and clears overflow); keeps the capacity. */
 QS_EXPORT void qs_buf_reset(qs_buf *b);
-QS_EXPORT void qs_buf_reserve(qs_buf *b, size_t extra);
+/* Room for `extra` more bytes and a NUL; false (overflow set) past the
+ * ceiling. */
+QS_EXPORT bool qs_buf_reserve(qs_buf *b, size_t extra);
+/* Frees the memory of an empty buffer whose capacity grew above `keep`
+ * bytes: what one large reply needed is given back. */
+QS_EXPORT void qs_buf_trim(qs_buf *b, size_t keep);
 QS_EXPORT void qs_buf_puts(qs_buf *b, const char *s);
 
 /* Inline: these two carry every byte of a query-stats reply; the call
  * overhead of out-of-line versions was a third of the encoding profile. */
 static inline void qs_buf_append(qs_buf *b, const void *data, size_t n)
 {
-    if (b->len + n + 1 > b->cap)
-        qs_buf_reserve(b, n);
+    if (b->len + n + 1 > b->cap && !qs_buf_reserve(b, n))
+        return;
     __builtin_memcpy(b->data + b->len, data, n);
     b->len += n;
     b->data[b->len] = 0;
@@ -364,8 +385,8 @@ static inline void qs_buf_append(qs_buf *b, const void *data, size_t n)
 
 static inline void qs_buf_putc(qs_buf *b, char c)
 {
-    if (b->len + 2 > b->cap)
-        qs_buf_reserve(b, 1);
+    if (b->len + 2 > b->cap && !qs_buf_reserve(b, 1))
+        return;
     b->data[b->len++] = c;
     b->data[b->len] = 0;
 }

@@ -197,11 +197,10 @@ static bool invoke(const qs_provider_entry *e, const qs_filter *f,
 
 static bool too_large(const qs_results *out, qs_error **errp)
 {
-    if (out->nstats <= QS_QUERY_MAX_STATS && out->narena <= QS_QUERY_MAX_WORDS)
+    if (!out->overflow)
         return false;
-    qs_error_setg(errp, "query-stats: the reply would hold more than %u statistics "
-                  "or %u values; ask for fewer providers or names", QS_QUERY_MAX_STATS,
-                  QS_QUERY_MAX_WORDS);
+    qs_error_setg(errp, "query-stats: the results would take more than %zu bytes; "
+                  "ask for fewer providers, names or vCPUs", out->limit);
     return true;
 }
 

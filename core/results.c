@@ -9,37 +9,65 @@
 
 #include "qs-common.h"
 
-#define GROW(ptr, n, cap, extra)                                         \
-    do {                                                                 \
-        if ((n) + (extra) > (cap)) {                                     \
-            size_t c_ = (cap) ? (cap) : 16;                              \
-            while (c_ < (n) + (extra))                                   \
-                c_ *= 2;                                                 \
-            (ptr) = qs_realloc((ptr), c_ * sizeof(*(ptr)));              \
-            (cap) = c_;                                                  \
-        }                                                                \
-    } while (0)
+/* Bytes the three arrays hold now. */
+static size_t held(const qs_results *r)
+{
+    return r->cap_res * sizeof(*r->res) + r->cap_stats * sizeof(*r->stats) +
+           r->cap_arena * sizeof(*r->arena);
+}
+
+/* Grows one array (elements of `size` bytes) to hold n + extra, doubling,
+ * unless that would take the results past their byte budget. */
+static bool grow(qs_results *r, void **ptr, size_t n, size_t *cap, size_t extra, size_t size)
+{
+    if (n + extra <= *cap)
+        return true;
+    size_t c = *cap ? *cap : 16;
+    while (c < n + extra)
+        c *= 2;
+    if (r->overflow || n + extra < n || c > SIZE_MAX / size / 2 ||
+        (r->limit && held(r) + (c - *cap) * size > r->limit)) {
+        r->overflow = true;
+        return false;
+    }
+    *ptr = qs_realloc(*ptr, c * size);
+    *cap = c;
+    return true;
+}
+
+#define GROW(r, arr, n, cap, extra) \
+    grow((r), (void **)&(r)->arr, (r)->n, &(r)->cap, (extra), sizeof(*(r)->arr))
 
 void qs_results_init(qs_results *r) { memset(r, 0, sizeof(*r)); }
 
 void qs_results_reset(qs_results *r)
 {
     r->nres = r->nstats = r->narena = 0;
+    r->overflow = false;
 }
 
 void qs_results_destroy(qs_results *r)
 {
+    size_t limit = r->limit;
     free(r->res);
     free(r->stats);
     free(r->arena);
     qs_results_init(r);
+    r->limit = limit;
+}
+
+void qs_results_trim(qs_results *r, size_t keep)
+{
+    if (r->nres == 0 && r->narena == 0 && held(r) > keep)
+        qs_results_destroy(r);
 }
 
 size_t qs_results_reserve(qs_results *r, size_t n)
 {
     /* At least one word, so that the arena pointer is never NULL even for
      * a stats file with no data (a zero offset on NULL is undefined). */
-    GROW(r->arena, r->narena, r->cap_arena, n ? n : 1);
+    if (!GROW(r, arena, narena, cap_arena, n ? n : 1))
+        return QS_RESULTS_FULL;
     size_t off = r->narena;
     r->narena += n;
     return off;
@@ -47,14 +75,16 @@ size_t qs_results_reserve(qs_results *r, size_t n)
 
 void qs_results_begin(qs_results *r, const char *p, const char *qom_path)
 {
-    GROW(r->res, r->nres, r->cap_res, 1);
+    if (!GROW(r, res, nres, cap_res, 1))
+        return;
     r->res[r->nres++] = (qs_result){ .provider = p, .qom_path = qom_path,
                                      .first = r->nstats, .count = 0 };
 }
 
 void qs_results_add(qs_results *r, const qs_schema_value *desc, size_t off)
 {
-    GROW(r->stats, r->nstats, r->cap_stats, 1);
+    if (r->overflow || !GROW(r, stats, nstats, cap_stats, 1))
+        return;
     r->stats[r->nstats++] = (qs_stat){ .desc = desc, .off = off };
     r->res[r->nres - 1].count++;
 }
@@ -80,7 +110,10 @@ void qs_schemas_destroy(qs_schemas *s) { free(s->v); qs_schemas_init(s); }
 void qs_schemas_add(qs_schemas *s, const char *p, qs_target t,
                     const qs_schema_value *stats, size_t n)
 {
-    GROW(s->v, s->n, s->cap, 1);
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 8;
+        s->v = qs_realloc(s->v, s->cap * sizeof(*s->v));
+    }
     s->v[s->n++] = (qs_schema){ .provider = p, .target = t, .n = n, .stats = stats };
 }
 

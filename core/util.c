@@ -77,18 +77,46 @@ const char *qs_error_class_name(qs_error_class cls)
 /* ---- qs_buf ------------------------------------------------------------ */
 
 void qs_buf_init(qs_buf *b) { memset(b, 0, sizeof(*b)); }
-void qs_buf_free(qs_buf *b) { free(b->data); qs_buf_init(b); }
-void qs_buf_reset(qs_buf *b) { b->len = 0; if (b->data) b->data[0] = 0; }
 
-void qs_buf_reserve(qs_buf *b, size_t extra)
+void qs_buf_free(qs_buf *b)
 {
-    if (b->len + extra + 1 <= b->cap)
-        return;
+    size_t limit = b->limit;
+    free(b->data);
+    qs_buf_init(b);
+    b->limit = limit;
+}
+
+void qs_buf_reset(qs_buf *b)
+{
+    b->len = 0;
+    b->overflow = false;
+    if (b->data)
+        b->data[0] = 0;
+}
+
+bool qs_buf_reserve(qs_buf *b, size_t extra)
+{
+    size_t need = b->len + extra + 1;
+    if (need <= b->cap)
+        return true;
+    if (b->overflow || need < extra || (b->limit && need > b->limit + 1)) {
+        b->overflow = true;     /* checked before a byte is spent */
+        return false;
+    }
     size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + extra + 1)
+    while (cap < need)
         cap *= 2;
+    if (b->limit && cap > b->limit + 1)
+        cap = b->limit + 1;
     b->data = qs_realloc(b->data, cap);
     b->cap = cap;
+    return true;
+}
+
+void qs_buf_trim(qs_buf *b, size_t keep)
+{
+    if (b->len == 0 && b->cap > keep)
+        qs_buf_free(b);
 }
 
 void qs_buf_puts(qs_buf *b, const char *s) { qs_buf_append(b, s, strlen(s)); }
@@ -100,8 +128,7 @@ void qs_buf_printf(qs_buf *b, const char *fmt, ...)
     va_copy(ap2, ap);
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    if (n > 0) {
-        qs_buf_reserve(b, (size_t)n);
+    if (n > 0 && qs_buf_reserve(b, (size_t)n)) {
         vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap2);
         b->len += (size_t)n;
     }

@@ -77,6 +77,9 @@ typedef struct qs_exporter qs_exporter;
 typedef struct qs_exporter_config {
     qs_registry *reg;
     const char *vm_name;   /* label vm; NULL: QS_METRICS_DEFAULT_VM (copied) */
+    /* Bytes of one exposition and of the results behind it (0:
+     * QS_REPLY_MAX_DEFAULT); a larger scrape answers 500, saying why. */
+    size_t max_reply_bytes;
 } qs_exporter_config;
 
 /* Listens on "HOST:PORT" ("[::1]:PORT" for IPv6; port 0 picks a free one)

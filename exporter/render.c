@@ -35,7 +35,8 @@ typedef struct render_ctx {
     sel_result *sel;
     size_t nsel, cap_sel;
     qs_buf labels;               /* NUL-separated label texts of sel */
-    qs_buf taken;                /* NUL-separated names already exposed */
+    qs_strset taken;             /* sample names already exposed */
+    qs_strset sums;              /* this schema's possible histogram sums */
     qs_buf fam;                  /* current family name */
     qs_buf help;                 /* current help text */
     qs_buf scratch;
@@ -46,15 +47,6 @@ typedef struct render_ctx {
 } render_ctx;
 
 /* ---- exposed names: a family is skipped when it would collide -------- */
-
-static bool name_taken(const render_ctx *c, const char *name)
-{
-    for (size_t i = 0; i < c->taken.len; i += strlen(c->taken.data + i) + 1) {
-        if (!strcmp(c->taken.data + i, name))
-            return true;
-    }
-    return false;
-}
 
 static const char *const kind_suffixes[][4] = {
     [FAM_COUNTER] = { "", "_total", NULL },
@@ -70,10 +62,10 @@ static bool claim_family(render_ctx *c, fam_kind kind)
         for (int i = 0; i < 4 && sfx[i]; i++) {
             qs_buf_reset(&c->scratch);
             qs_buf_printf(&c->scratch, "%s%s", c->fam.data, sfx[i]);
-            if (pass == 0 && name_taken(c, c->scratch.data))
+            if (pass == 0 && qs_strset_contains(&c->taken, c->scratch.data))
                 return false;
             if (pass == 1)
-                qs_buf_append(&c->taken, c->scratch.data, c->scratch.len + 1);
+                qs_strset_add(&c->taken, c->scratch.data);
         }
     }
     return true;
@@ -241,25 +233,29 @@ static void put_bucket(render_ctx *c, const sel_result *s, const char *le,
     qs_buf_putc(c->out, '\n');
 }
 
-/* Index of the cumulative stat that is this histogram's sum, or -1. */
-static long find_sum_stat(render_ctx *c, const qs_schema *s,
-                          const qs_schema_value *hist)
+/* The cumulative stats that may be a histogram's sum, by stem and unit:
+ * built once per schema, so that finding each histogram's sum is a lookup
+ * rather than a scan of the schema. */
+static void index_sum_stats(render_ctx *c, const qs_schema *s)
 {
-    qs_buf want;
-    qs_buf_init(&want);
-    qs_metrics_stem(&want, hist, true);
-    long found = -1;
-    for (size_t i = 0; i < s->n && found < 0; i++) {
+    qs_strset_clear(&c->sums);
+    for (size_t i = 0; i < s->n; i++) {
         const qs_schema_value *cand = &s->stats[i];
-        if (cand->type != QS_TYPE_CUMULATIVE || cand->unit != hist->unit ||
-            cand->size != 1)
+        if (cand->type != QS_TYPE_CUMULATIVE || cand->size != 1)
             continue;
         qs_metrics_stem(&c->scratch, cand, true);
-        if (!strcmp(c->scratch.data, want.data))
-            found = (long)i;
+        qs_buf_printf(&c->scratch, "/%d", (int)cand->unit);
+        qs_strset_put(&c->sums, c->scratch.data, i);     /* the first one wins */
     }
-    qs_buf_free(&want);
-    return found;
+}
+
+/* Index of the cumulative stat that is this histogram's sum, or -1. */
+static long find_sum_stat(render_ctx *c, const qs_schema_value *hist)
+{
+    size_t i;
+    qs_metrics_stem(&c->scratch, hist, true);
+    qs_buf_printf(&c->scratch, "/%d", (int)hist->unit);
+    return qs_strset_get(&c->sums, c->scratch.data, &i) ? (long)i : -1;
 }
 
 static void render_hist_sample(render_ctx *c, const sel_result *s,
@@ -296,7 +292,7 @@ static void render_histogram(render_ctx *c, const qs_schema *s, size_t j)
     if (sv->size == 0)
         return;
     prepare_buckets(c, sv);
-    long sum_idx = find_sum_stat(c, s, sv);
+    long sum_idx = find_sum_stat(c, sv);
     const qs_schema_value *sum_sv = sum_idx >= 0 ? &s->stats[sum_idx] : NULL;
     const char *unit = qs_metrics_unit_word(sv->unit);
     for (size_t k = 0; k < c->nsel; k++) {
@@ -427,6 +423,7 @@ static void render_schema(render_ctx *c, const qs_schema *s, const qs_results *r
     select_results(c, s, r);
     if (c->nsel == 0)
         return;
+    index_sum_stats(c, s);
     for (size_t j = 0; j < s->n; j++) {
         const qs_schema_value *sv = &s->stats[j];
         bool hist = sv->type == QS_TYPE_LINEAR_HIST || sv->type == QS_TYPE_LOG2_HIST;
@@ -451,7 +448,8 @@ void qs_metrics_render(qs_buf *out, qs_metrics_format fmt, const char *vm_name,
     render_ctx c = { .out = out, .fmt = fmt, .now = now,
                      .vm = vm_name ? vm_name : QS_METRICS_DEFAULT_VM };
     qs_buf_init(&c.labels);
-    qs_buf_init(&c.taken);
+    qs_strset_init(&c.taken);
+    qs_strset_init(&c.sums);
     qs_buf_init(&c.fam);
     qs_buf_init(&c.help);
     qs_buf_init(&c.scratch);
@@ -471,7 +469,8 @@ void qs_metrics_render(qs_buf *out, qs_metrics_format fmt, const char *vm_name,
     free(c.sel);
     free(c.le_off);
     qs_buf_free(&c.labels);
-    qs_buf_free(&c.taken);
+    qs_strset_free(&c.taken);
+    qs_strset_free(&c.sums);
     qs_buf_free(&c.fam);
     qs_buf_free(&c.help);
     qs_buf_free(&c.scratch);

@@ -11,6 +11,12 @@
  * Sockets are non-blocking, so a slow client never stalls the loop: the
  * only loop time a scrape costs is one registry query (KVM: pread of the
  * stats fds, which never interrupts a vCPU) and one render.
+ *
+ * Connections are accepted by net/acceptor.c, as every qstats server's are,
+ * and handed to MHD (MHD_add_connection): MHD, left to its own listening
+ * socket, took it out of its epoll set at the connection limit and never
+ * woke up to put it back once idle connections timed out.  At the limit a
+ * client now gets a 503 at once; the others time out after the idle time.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -29,15 +35,23 @@
 #ifdef QS_HAVE_MHD
 #include <microhttpd.h>
 
+#define MAX_CONNECTIONS 64
+#define IDLE_TIMEOUT_S 15
+#define REFUSAL "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n" \
+                "Content-Length: 37\r\nConnection: close\r\n\r\n" \
+                "qstats: too many metrics connections\n"
+
 struct qs_exporter {
     uv_loop_t *loop;
     qs_registry *reg;
     char *vm_name;
     struct MHD_Daemon *mhd;
+    qs_acceptor *acceptor;
     uv_poll_t poll;
     uv_timer_t timer;
-    int port;
     int open_handles;       /* freed when the last close callback ran */
+    size_t reply_max;
+    qs_ratelimit log_limit;
     /* Reused across scrapes: steady state allocates nothing per stat. */
     qs_schemas schemas;
     qs_results vm, vcpu;
@@ -53,9 +67,13 @@ static double wall_clock(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* The results of both targets share the reply's budget, and so does the
+ * rendered text: past it the scrape fails before spending more. */
 static bool scrape(qs_exporter *e, qs_metrics_format fmt, qs_error **errp)
 {
     qs_filter f = { .target = QS_TARGET_VM };
+    e->vm.limit = e->reply_max / 2;
+    e->vcpu.limit = e->reply_max / 2;
     if (!qs_registry_query_schemas(e->reg, NULL, &e->schemas, errp) ||
         !qs_registry_query_stats(e->reg, &f, &e->vm, errp))
         return false;
@@ -63,9 +81,27 @@ static bool scrape(qs_exporter *e, qs_metrics_format fmt, qs_error **errp)
     if (!qs_registry_query_stats(e->reg, &f, &e->vcpu, errp))
         return false;
     qs_buf_reset(&e->body);
+    e->body.limit = e->reply_max;
     qs_metrics_render(&e->body, fmt, e->vm_name, &e->schemas, &e->vm,
                       &e->vcpu, wall_clock());
+    if (e->body.overflow) {
+        qs_error_setg(errp, "the exposition would exceed %zu bytes (qstats' reply limit)",
+                      e->reply_max);
+        return false;
+    }
     return true;
+}
+
+/* What one scrape needed is not kept past it. */
+static void release_scrape(qs_exporter *e)
+{
+    qs_results_reset(&e->vm);
+    qs_results_reset(&e->vcpu);
+    qs_results_trim(&e->vm, QS_KEEP_BYTES);
+    qs_results_trim(&e->vcpu, QS_KEEP_BYTES);
+    qs_schemas_reset(&e->schemas);
+    qs_buf_reset(&e->body);
+    qs_buf_trim(&e->body, QS_KEEP_BYTES);
 }
 
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status,
@@ -109,15 +145,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                                                      MHD_HTTP_HEADER_ACCEPT);
     qs_metrics_format fmt = qs_metrics_negotiate(accept);
     qs_error *err = NULL;
+    enum MHD_Result r;
     if (!scrape(e, fmt, &err)) {
         char *msg = qs_strdup_printf("qstats: %s\n", err->msg);
-        enum MHD_Result r = reply_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, msg, NULL);
+        r = reply_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, msg, NULL);
         free(msg);
         qs_error_free(err);
-        return r;
+    } else {
+        r = reply(conn, MHD_HTTP_OK, qs_metrics_content_type(fmt),
+                  e->body.data ? e->body.data : "", e->body.len, NULL);
     }
-    return reply(conn, MHD_HTTP_OK, qs_metrics_content_type(fmt),
-                 e->body.data ? e->body.data : "", e->body.len, NULL);
+    release_scrape(e);
+    return r;
 }
 
 /* ---- MHD inside the uv loop -------------------------------------------- */
@@ -146,12 +185,53 @@ static void on_poll(uv_poll_t *p, int status, int events)
     run_mhd(p->data);
 }
 
-/* ---- listening socket -------------------------------------------------- */
+/* ---- connections ------------------------------------------------------- */
+
+static void destroy(qs_exporter *e);
+static void on_closed(uv_handle_t *h);
+
+static bool on_accept(void *opaque, int fd)
+{
+    qs_exporter *e = opaque;
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(e->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    if (info && info->num_connections >= MAX_CONNECTIONS)
+        return false;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0 ||
+        MHD_add_connection(e->mhd, fd, (struct sockaddr *)&ss, len) != MHD_YES) {
+        close(fd);              /* MHD closes it itself only on some failures */
+        return true;
+    }
+    run_mhd(e);
+    return true;
+}
+
+static void emit_log(void *opaque, const char *msg)
+{
+    fprintf(stderr, "qstats: %s\n", msg);
+}
+
+static void acceptor_log(void *opaque, const char *msg)
+{
+    qs_exporter *e = opaque;
+    qs_ratelimit_log(&e->log_limit, uv_now(e->loop), msg, emit_log, NULL);
+}
+
+static void acceptor_closed(void *opaque)
+{
+    qs_exporter *e = opaque;
+    if (--e->open_handles == 0)
+        destroy(e);
+}
 
 /* ---- lifetime ---------------------------------------------------------- */
 
 static void destroy(qs_exporter *e)
 {
+    if (e->mhd)
+        MHD_stop_daemon(e->mhd);
     qs_schemas_destroy(&e->schemas);
     qs_results_destroy(&e->vm);
     qs_results_destroy(&e->vcpu);
@@ -160,18 +240,16 @@ static void destroy(qs_exporter *e)
     free(e);
 }
 
-static bool start_mhd(qs_exporter *e, int fd, int family, qs_error **errp)
+static bool start_mhd(qs_exporter *e, qs_error **errp)
 {
     /* No MHD_USE_ERROR_LOG: it reports every client that hangs up early,
      * which is noise on a daemon's stderr; our own failures are qs_errors. */
-    unsigned flags = MHD_USE_EPOLL | (family == AF_INET6 ? MHD_USE_IPv6 : 0);
+    unsigned flags = MHD_USE_EPOLL | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_DUAL_STACK;
     e->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, e,
-                              MHD_OPTION_LISTEN_SOCKET, fd,
-                              MHD_OPTION_CONNECTION_LIMIT, 64u,
-                              MHD_OPTION_CONNECTION_TIMEOUT, 15u,
+                              MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS + 1,
+                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_S,
                               MHD_OPTION_END);
     if (!e->mhd) {
-        close(fd);
         qs_error_setg(errp, "Cannot start the metrics HTTP server");
         return false;
     }
@@ -189,27 +267,36 @@ qs_exporter *qs_exporter_new(uv_loop_t *loop, const qs_exporter_config *cfg,
                              const char *listen, bool allow_remote,
                              qs_error **errp)
 {
-    int fd = qs_listen_tcp(listen, allow_remote, "metrics", errp);
-    int family = qs_socket_family(fd), port = qs_socket_port(fd);
-    if (fd < 0)
-        return NULL;
     qs_exporter *e = qs_calloc(1, sizeof(*e));
     e->loop = loop;
     e->reg = cfg->reg;
     e->vm_name = qs_strdup(cfg->vm_name ? cfg->vm_name : QS_METRICS_DEFAULT_VM);
-    e->port = port;
+    e->reply_max = cfg->max_reply_bytes ? cfg->max_reply_bytes : QS_REPLY_MAX_DEFAULT;
     qs_schemas_init(&e->schemas);
     qs_results_init(&e->vm);
     qs_results_init(&e->vcpu);
     qs_buf_init(&e->body);
-    if (!start_mhd(e, fd, family, errp)) {
+    if (!start_mhd(e, errp)) {
         destroy(e);
+        return NULL;
+    }
+    char *spec = qs_strdup_printf("tcp:%s", listen);
+    e->acceptor = qs_acceptor_new(loop, spec, &(qs_acceptor_config){
+        .what = "metrics", .kinds = QS_ADDR_TCP, .allow_remote = allow_remote,
+        .on_accept = on_accept, .refusal = REFUSAL,
+        .refused_log = "refusing a metrics connection: 64 open (the limit)",
+        .log = acceptor_log, .on_closed = acceptor_closed, .opaque = e }, errp);
+    free(spec);
+    if (!e->acceptor) {
+        e->poll.data = e;
+        e->open_handles = 1;            /* freed when the poll handle is closed */
+        uv_close((uv_handle_t *)&e->poll, on_closed);
         return NULL;
     }
     e->poll.data = e;
     uv_timer_init(loop, &e->timer);
     e->timer.data = e;
-    e->open_handles = 2;
+    e->open_handles = 3;
     uv_poll_start(&e->poll, UV_READABLE, on_poll);
     run_mhd(e);
     return e;
@@ -217,7 +304,7 @@ qs_exporter *qs_exporter_new(uv_loop_t *loop, const qs_exporter_config *cfg,
 
 int qs_exporter_port(const qs_exporter *e)
 {
-    return e->port;
+    return qs_acceptor_port(e->acceptor);
 }
 
 static void on_closed(uv_handle_t *h)
@@ -236,6 +323,7 @@ void qs_exporter_free(qs_exporter *e)
     uv_timer_stop(&e->timer);
     MHD_stop_daemon(e->mhd);
     e->mhd = NULL;
+    qs_acceptor_close(e->acceptor);
     uv_close((uv_handle_t *)&e->poll, on_closed);
     uv_close((uv_handle_t *)&e->timer, on_closed);
 }

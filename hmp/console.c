@@ -11,11 +11,9 @@
  * (quit) may free the console while its own read callback is running.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -24,17 +22,20 @@
 #define BANNER "qstats " QS_VERSION_STRING " monitor - type 'help' for more information\r\n"
 #define MAX_LINE (1024 * 1024)
 #define MAX_QUEUED (16 * 1024 * 1024)   /* unread output before a client is dropped */
+#define MAX_CLIENTS 16                   /* monitors on one socket at once */
+#define REFUSAL "qstats: too many monitor sessions (limit 16); try again later\r\n"
 
 typedef struct conn conn;
 
 struct qs_hmp_console {
     uv_loop_t *loop;
     qs_hmp *h;
-    char *path;             /* unix socket to unlink; NULL for stdio */
-    uv_pipe_t server;
+    qs_acceptor *acceptor;  /* unix:PATH; NULL for stdio */
     conn *conns;
-    int refs;               /* open server handle + live conns */
+    size_t nconns;
+    int refs;               /* open acceptor + live conns */
     bool closing;
+    qs_ratelimit log_limit;
 };
 
 typedef union stream_handle {
@@ -69,10 +70,8 @@ typedef struct write_req {
 
 static void console_unref(qs_hmp_console *c)
 {
-    if (--c->refs == 0 && c->closing) {
-        free(c->path);
+    if (--c->refs == 0 && c->closing)
         free(c);
-    }
 }
 
 static void conn_release(conn *k)
@@ -89,6 +88,7 @@ static void conn_release(conn *k)
     qs_hmp_monitor_free(k->mon);
     qs_buf_free(&k->line);
     free(k);
+    c->nconns--;
     console_unref(c);
 }
 
@@ -229,7 +229,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         conn_input(k, buf->base, (size_t)nread);
     free(buf->base);
     if (nread < 0 && !k->closing) {
-        if (k->con->path)
+        if (k->con->acceptor)
             conn_close(k);    /* a unix client went away */
         else
             uv_read_stop(s);  /* stdin ended: the daemon keeps running */
@@ -271,6 +271,7 @@ static conn *conn_new(qs_hmp_console *c)
     k->pending = 1;           /* dropped by conn_close */
     k->next = c->conns;
     c->conns = k;
+    c->nconns++;
     c->refs++;
     return k;
 }
@@ -327,49 +328,51 @@ static bool stdio_open(qs_hmp_console *c, qs_error **errp)
 
 /* ---- unix socket ------------------------------------------------------ */
 
-static void on_connection(uv_stream_t *server, int status)
+static bool on_accept(void *opaque, int fd)
 {
-    qs_hmp_console *c = server->data;
-    if (status < 0 || c->closing)
-        return;
+    qs_hmp_console *c = opaque;
+    if (c->closing || c->nconns >= MAX_CLIENTS)
+        return false;
     conn *k = conn_new(c);
     uv_pipe_init(c->loop, &k->in_h.pipe, 0);
     k->in = k->out = &k->in_h.stream;
     k->in->data = k;
     k->pending++;
-    if (uv_accept(server, k->in) < 0) {
+    if (uv_pipe_open(&k->in_h.pipe, fd) < 0) {
+        close(fd);
         conn_close(k);
-        return;
+        return true;
     }
     static const char hello[] = BANNER QS_HMP_PROMPT;
     conn_send(k, hello, sizeof(hello) - 1);
     uv_read_start(k->in, on_alloc, on_read);
-}
-
-static void on_server_closed(uv_handle_t *h)
-{
-    console_unref(h->data);
-}
-
-static bool unix_listen(qs_hmp_console *c, const char *path, qs_error **errp)
-{
-    int fd = qs_listen_unix(path, errp);
-    if (fd < 0)
-        return false;
-    uv_pipe_init(c->loop, &c->server, 0);
-    c->server.data = c;
-    c->refs++;
-    int r = uv_pipe_open(&c->server, fd);
-    if (r == 0)
-        r = uv_listen((uv_stream_t *)&c->server, 16, on_connection);
-    if (r < 0) {
-        qs_error_setg(errp, "Failed to listen on %s: %s", path, uv_strerror(r));
-        uv_close((uv_handle_t *)&c->server, on_server_closed);
-        unlink(path);
-        return false;
-    }
-    c->path = qs_strdup(path);
     return true;
+}
+
+static void emit_log(void *opaque, const char *msg)
+{
+    fprintf(stderr, "qstats: %s\n", msg);
+}
+
+static void acceptor_log(void *opaque, const char *msg)
+{
+    qs_hmp_console *c = opaque;
+    qs_ratelimit_log(&c->log_limit, uv_now(c->loop), msg, emit_log, NULL);
+}
+
+static void acceptor_closed(void *opaque)
+{
+    console_unref(opaque);
+}
+
+static bool unix_listen(qs_hmp_console *c, const char *spec, qs_error **errp)
+{
+    c->acceptor = qs_acceptor_new(c->loop, spec, &(qs_acceptor_config){
+        .what = "HMP", .kinds = QS_ADDR_UNIX, .on_accept = on_accept, .refusal = REFUSAL,
+        .log = acceptor_log, .on_closed = acceptor_closed, .opaque = c }, errp);
+    if (c->acceptor)
+        c->refs++;
+    return c->acceptor != NULL;
 }
 
 /* ---- public ----------------------------------------------------------- */
@@ -384,7 +387,7 @@ qs_hmp_console *qs_hmp_console_new(uv_loop_t *loop, qs_hmp *h, const char *spec,
     if (strcmp(spec, "stdio") == 0) {
         ok = stdio_open(c, errp);
     } else if (strncmp(spec, "unix:", 5) == 0) {
-        ok = unix_listen(c, spec + 5, errp);
+        ok = unix_listen(c, spec, errp);
     } else {
         qs_error_setg(errp, "invalid HMP console '%s' (expected stdio or unix:PATH)", spec);
         ok = false;
@@ -404,10 +407,7 @@ void qs_hmp_console_free(qs_hmp_console *c)
         return;
     c->closing = true;
     c->refs++;                  /* hold c while closing everything */
-    if (c->path) {
-        uv_close((uv_handle_t *)&c->server, on_server_closed);
-        unlink(c->path);
-    }
+    qs_acceptor_close(c->acceptor);
     for (conn *k = c->conns, *next; k; k = next) {
         next = k->next;
         conn_close(k);

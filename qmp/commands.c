@@ -211,6 +211,8 @@ static bool cmd_query_stats(qs_qmp_session *s, const json_t *args, qs_jw *ret,
     bool ok = qs_registry_query_stats(q->cfg.reg, &f, &q->results, errp);
     if (ok)
         encode_results(ret, &q->results);
+    qs_results_reset(&q->results);      /* names are borrowed: not past the reply */
+    qs_results_trim(&q->results, QS_KEEP_BYTES);
     for (size_t i = 0; i <= np; i++)
         free(lists[i]);
     free(lists);

@@ -18,7 +18,7 @@ static int command_cmp(const void *key, const void *elem)
 
 const qs_qmp_command *qs_qmp_find_command(const qs_qmp *q, const char *name)
 {
-    return bsearch(name, q->cmds, q->ncmds, sizeof(*q->cmds), command_cmp);
+    return q->ncmds ? bsearch(name, q->cmds, q->ncmds, sizeof(*q->cmds), command_cmp) : NULL;
 }
 
 /* Schema entries move when the schema grows: look them up again. */

@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include "qs-common.h"
+#include "qs-net.h"
 #include "qs-qmp.h"
 #include "qapi.h"
 
@@ -14,7 +15,7 @@
 #define QS_QMP_MAX_DEPTH 1024
 #define QS_QMP_MAX_TOKENS (2u << 20) /* QEMU's token count limit */
 #define QS_QMP_OUT_HIGH (8u << 20)   /* stop serving a client that does not read */
-#define QS_QMP_ACCEPT_RETRY_MS 100  /* out of fds: next accept attempt */
+#define QS_QMP_DEFAULT_SESSIONS 64
 
 /* Splits a byte stream into top-level JSON texts, as QEMU's streamer does:
  * by balanced brackets outside strings. */
@@ -69,12 +70,7 @@ typedef struct qs_qmp_session {
 
 typedef struct qs_qmp_listener {
     qs_qmp *server;
-    int fd;
-    bool is_unix;
-    char *unlink_path;
-    uv_poll_t poll;
-    uv_timer_t retry;         /* out of fds: accept again later */
-    int open_handles;
+    qs_acceptor *acceptor;
     struct qs_qmp_listener *next;
 } qs_qmp_listener;
 
@@ -103,6 +99,10 @@ struct qs_qmp {
     qs_schemas schemas;
     qs_qmp_listener *listeners;
     qs_qmp_session *sessions;
+    size_t nsessions, max_sessions;
+    size_t reply_max;
+    char refusal[128], refused_log[96];
+    qs_ratelimit log_limit;
     bool quitting;
     int pending_closes;
     bool freed;

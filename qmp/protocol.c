@@ -6,26 +6,83 @@
  * value is encoded in place, and on error the partial output is cut back
  * and replaced by the error object.
  */
+#include <stdint.h>
 #include <string.h>
 
 #include "internal.h"
 
-#define DUMP_FLAGS (JSON_ENCODE_ANY | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER)
-
-static void put_id(qs_buf *out, const json_t *id)
+static void put_error(qs_buf *out, const qs_error *err)
 {
-    char *s = json_dumps(id, DUMP_FLAGS);
-    qs_buf_puts(out, "\"id\": ");
-    qs_buf_puts(out, s ? s : "null");
-    free(s);
+    qs_buf_puts(out, "\"error\": {\"class\": ");
+    qs_json_put_string(out, qs_error_class_name(err->cls));
+    qs_buf_puts(out, ", \"desc\": ");
+    qs_json_put_string(out, err->msg);
+    qs_buf_putc(out, '}');
 }
 
-/* Ends a success reply: QEMU's QDict puts "id" after "return". */
+static void put_qobject(qs_buf *out, const json_t *v);
+
+static void put_qdict(qs_buf *out, const json_t *obj)
+{
+    size_t n = json_object_size(obj), k = 0;
+    const char **keys = qs_calloc(n ? n : 1, sizeof(*keys));
+    size_t *order = qs_calloc(n ? n : 1, sizeof(*order));
+    const char *key;
+    json_t *val;
+
+    json_object_foreach((json_t *)obj, key, val)
+        keys[k++] = key;
+    qs_qapi_qdict_order(keys, n, order);
+    qs_buf_putc(out, '{');
+    for (k = 0; k < n; k++) {
+        qs_buf_puts(out, k ? ", " : "");
+        qs_json_put_string(out, keys[order[k]]);
+        qs_buf_puts(out, ": ");
+        put_qobject(out, json_object_get(obj, keys[order[k]]));
+    }
+    qs_buf_putc(out, '}');
+    free(keys);
+    free(order);
+}
+
+/* A request value echoed back (the id) as QEMU writes the QObject it
+ * parsed: object members in QDict order, reals as "%.17g" (1e3 is 1000). */
+static void put_qobject(qs_buf *out, const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        put_qdict(out, v);
+        break;
+    case JSON_ARRAY:
+        qs_buf_putc(out, '[');
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            qs_buf_puts(out, i ? ", " : "");
+            put_qobject(out, json_array_get(v, i));
+        }
+        qs_buf_putc(out, ']');
+        break;
+    case JSON_STRING:
+        qs_json_put_string(out, json_string_value(v));
+        break;
+    case JSON_INTEGER:
+        qs_buf_put_i64(out, json_integer_value(v));
+        break;
+    case JSON_REAL:
+        qs_buf_printf(out, "%.17g", json_real_value(v));
+        break;
+    default:
+        qs_buf_puts(out, json_is_true(v) ? "true" : json_is_false(v) ? "false" : "null");
+        break;
+    }
+}
+
+/* QEMU's reply is a QDict too: "return" comes before "id", "id" before
+ * "error". */
 static void put_id_and_end(qs_buf *out, const json_t *id)
 {
     if (id) {
-        qs_buf_puts(out, ", ");
-        put_id(out, id);
+        qs_buf_puts(out, ", \"id\": ");
+        put_qobject(out, id);
     }
     qs_buf_puts(out, "}\r\n");
 }
@@ -33,17 +90,75 @@ static void put_id_and_end(qs_buf *out, const json_t *id)
 /* An error reply: there QEMU's QDict puts "id" before "error". */
 static void reply_error(qs_qmp_session *s, const json_t *id, qs_error *err)
 {
-    qs_buf_putc(&s->out, '{');
     if (id) {
-        put_id(&s->out, id);
+        qs_buf_puts(&s->out, "{\"id\": ");
+        put_qobject(&s->out, id);
         qs_buf_puts(&s->out, ", ");
+    } else {
+        qs_buf_putc(&s->out, '{');
     }
-    qs_buf_puts(&s->out, "\"error\": {\"class\": ");
-    qs_json_put_string(&s->out, qs_error_class_name(err->cls));
-    qs_buf_puts(&s->out, ", \"desc\": ");
-    qs_json_put_string(&s->out, err->msg);
-    qs_buf_puts(&s->out, "}}\r\n");
+    put_error(&s->out, err);
+    qs_buf_puts(&s->out, "}\r\n");
     qs_error_free(err);
+}
+
+static bool is_lower(char c)
+{
+    return c >= 'a' && c <= 'z';
+}
+
+static bool is_json_keyword(const char *w, size_t n)
+{
+    return (n == 4 && (!memcmp(w, "true", 4) || !memcmp(w, "null", 4))) ||
+           (n == 5 && !memcmp(w, "false", 5));
+}
+
+/* Where the run of lower-case letters ending at pos starts, if QEMU's lexer
+ * would start a token there; SIZE_MAX if not. */
+static size_t word_before(const char *text, size_t len, size_t pos)
+{
+    size_t b = pos;
+
+    if (pos > len)
+        return SIZE_MAX;
+    while (b > 0 && is_lower(text[b - 1]))
+        b--;
+    return b == pos || (b > 0 && !strchr(" \t\r\n[{,:", text[b - 1])) ? SIZE_MAX : b;
+}
+
+/* QEMU's lexer reads a run of lower-case letters where a value or key
+ * starts as a keyword, and its parser names the one that is not true, false
+ * or null.  jansson stops just after such a word, saying "invalid token near
+ * '<word>'" or "string or '}' expected near '<word>'" (the word cut short,
+ * or no "near" at all, when it is long).  Finds where the word starts. */
+static bool bad_keyword(const char *text, size_t len, const json_error_t *jerr, size_t *start)
+{
+    static const char *const leads[] = { "invalid token near '", "string or '}' expected near '" };
+    size_t b = word_before(text, len, (size_t)jerr->position), n = 0;
+    const char *tok = NULL;
+
+    if (b == SIZE_MAX)
+        return false;
+    *start = b;
+    if (strcmp(jerr->text, "invalid token") == 0)
+        return true;
+    for (size_t i = 0; i < 2 && !tok; i++)
+        if (strncmp(jerr->text, leads[i], strlen(leads[i])) == 0)
+            tok = jerr->text + strlen(leads[i]);
+    if (!tok)
+        return false;
+    while (is_lower(tok[n]))
+        n++;
+    if (n == 0 || n > (size_t)jerr->position - b || (tok[n] && tok[n] != '\'') ||
+        memcmp(text + b, tok, n) != 0)
+        return false;
+    return !(tok[n] == '\'' && is_json_keyword(tok, n));
+}
+
+/* Whether QEMU's lexer takes c as the start of a token (not a stray). */
+static bool starts_value(char c)
+{
+    return is_lower(c) || (c >= '0' && c <= '9') || (c && strchr("\"'[{-", c));
 }
 
 /* QEMU's parser says why a text is not JSON in a few fixed phrases. */
@@ -51,12 +166,24 @@ static void reply_parse_error(qs_qmp_session *s, const char *text, size_t len,
                               const json_error_t *jerr)
 {
     qs_error *err = NULL;
+    size_t kw;
+
     if (strstr(jerr->text, "duplicate"))
         qs_error_setg(&err, "JSON parse error, duplicate key");
     else if (strstr(jerr->text, "':' expected"))
         qs_error_setg(&err, "JSON parse error, missing : in object pair");
+    else if (strncmp(jerr->text, "'}' expected near '", 19) == 0 && starts_value(jerr->text[19]))
+        qs_error_setg(&err, "JSON parse error, expected separator in dict");
+    else if (strncmp(jerr->text, "']' expected near '", 19) == 0 && starts_value(jerr->text[19]))
+        qs_error_setg(&err, "JSON parse error, expected separator in list");
     else if (len && strchr("tfn", text[0]) && !memchr(text, '{', len) && !memchr(text, '[', len))
         qs_error_setg(&err, "JSON parse error, invalid keyword '%.*s'", (int)(len > 64 ? 64 : len), text);
+    else if (bad_keyword(text, len, jerr, &kw))
+        qs_error_setg(&err, "JSON parse error, invalid keyword '%.*s'",
+                      (int)((size_t)jerr->position - kw), text + kw);
+    else if (strncmp(jerr->text, "string or '}' expected near '", 29) == 0 &&
+             starts_value(jerr->text[29]))
+        qs_error_setg(&err, "JSON parse error, key is not a string in object");
     else
         qs_error_setg(&err, "JSON parse error, expecting value");
     reply_error(s, NULL, err);
@@ -126,15 +253,27 @@ static bool dispatch(qs_qmp_session *s, const char *name, const json_t *args,
     if (!qs_qapi_validate(cmd->type, args, errp))
         return false;
 
+    /* The reply is built in place under its ceiling: past it, nothing
+     * more is allocated and the request fails instead. */
     size_t mark = s->out.len;
     qs_jw w;
+    s->out.limit = mark + q->reply_max;
     qs_buf_puts(&s->out, "{\"return\": ");
     qs_jw_init(&w, &s->out);
     bool ok = cmd->session_fn ? cmd->session_fn(s, args, &w, errp)
                               : cmd->fn(cmd->opaque, (const qs_qmp_args *)args, &w, errp);
+    bool over = s->out.overflow;
+    s->out.limit = 0;
+    s->out.overflow = false;
+    if (ok && over) {
+        qs_error_setg(errp, "The reply to %s would exceed %zu bytes (qstats' reply limit); "
+                      "ask for less", name, q->reply_max);
+        ok = false;
+    }
     if (!ok) {
         s->out.len = mark;
-        s->out.data[mark] = 0;
+        if (s->out.data)
+            s->out.data[mark] = 0;
         return false;
     }
     return true;

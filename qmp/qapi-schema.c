@@ -41,8 +41,10 @@ static int qapi_type_key_cmp(const void *key, const void *elem)
 
 static qapi_type *lookup(const qs_qapi *s, const char *name)
 {
+    if (!s->ntypes)                 /* bsearch takes no NULL array */
+        return NULL;
     qapi_type **p = bsearch(name, s->by_name, s->ntypes, sizeof(*s->by_name),
-                        qapi_type_key_cmp);
+                            qapi_type_key_cmp);
     return p ? *p : NULL;
 }
 

@@ -18,6 +18,13 @@ typedef struct qs_qmp_config {
     qs_registry *reg;
     qs_hmp *hmp;              /* human-monitor-command; may be NULL */
     const char *name;         /* query-name; may be NULL */
+    /* Sessions served at once, over all listeners (0: 64).  One more gets a
+     * GenericError line "Too many QMP sessions (limit N)" and is closed. */
+    size_t max_sessions;
+    /* Bytes of one reply, and of the results behind a query-stats (0:
+     * QS_REPLY_MAX_DEFAULT).  A larger one is refused with a GenericError
+     * before more than this is spent. */
+    size_t max_reply_bytes;
     /* Called for the quit command, after its reply has been sent. */
     void (*on_quit)(void *opaque);
     void *opaque;

@@ -8,13 +8,13 @@
  * backlog keeps growing: one bad client never stalls the others.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "internal.h"
-#include "qs-net.h"
 
 static void session_update_poll(qs_qmp_session *s);
 
@@ -27,6 +27,13 @@ qs_qmp *qs_qmp_new(uv_loop_t *loop, const qs_qmp_config *cfg, qs_error **errp)
     q->loop = loop;
     q->cfg = *cfg;
     q->qapi = qapi;
+    q->max_sessions = cfg->max_sessions ? cfg->max_sessions : QS_QMP_DEFAULT_SESSIONS;
+    q->reply_max = cfg->max_reply_bytes ? cfg->max_reply_bytes : QS_REPLY_MAX_DEFAULT;
+    q->results.limit = q->reply_max;
+    snprintf(q->refusal, sizeof(q->refusal), "{\"error\": {\"class\": \"GenericError\", "
+             "\"desc\": \"Too many QMP sessions (limit %zu)\"}}\r\n", q->max_sessions);
+    snprintf(q->refused_log, sizeof(q->refused_log), "refusing a QMP connection: %zu "
+             "sessions open (the limit)", q->max_sessions);
     qs_results_init(&q->results);
     qs_schemas_init(&q->schemas);
     if (!qs_qmp_add_builtin_commands(q, errp)) {
@@ -92,6 +99,7 @@ static void session_close(qs_qmp_session *s)
         }
     }
     s->server->pending_closes++;
+    s->server->nsessions--;
     uv_poll_stop(&s->poll);
     uv_close((uv_handle_t *)&s->poll, session_closed);
     /* A quit already dispatched takes effect like any other command, even
@@ -150,6 +158,7 @@ static void session_process(qs_qmp_session *s)
                                            s->in.len - s->in_off, on_text, s);
     if (s->in_off == s->in.len) {
         qs_buf_reset(&s->in);
+        qs_buf_trim(&s->in, QS_KEEP_BYTES);
         s->in_off = 0;
     }
     if (!s->closing)
@@ -196,6 +205,7 @@ void qs_qmp_session_flush(qs_qmp_session *s)
     }
     if (s->out_sent == s->out.len) {
         qs_buf_reset(&s->out);
+        qs_buf_trim(&s->out, QS_KEEP_BYTES);
         s->out_sent = 0;
         if (s->server->quitting && s->server->cfg.on_quit) {
             maybe_quit(s->server);
@@ -258,82 +268,57 @@ static void session_new(qs_qmp *q, int fd, bool is_unix)
     s->poll.data = s;
     s->next = q->sessions;
     q->sessions = s;
+    q->nsessions++;
     qs_qmp_send_greeting(s);
     qs_qmp_session_flush(s);
 }
 
 /* ---- listeners --------------------------------------------------------- */
 
-static void listener_on_poll(uv_poll_t *h, int status, int events);
-
-static void listener_retry(uv_timer_t *t)
+static bool on_accept(void *opaque, int fd)
 {
-    qs_qmp_listener *l = t->data;
-    uv_poll_start(&l->poll, UV_READABLE, listener_on_poll);
+    qs_qmp_listener *l = opaque;
+    if (l->server->nsessions >= l->server->max_sessions)
+        return false;
+    session_new(l->server, fd, qs_acceptor_kind(l->acceptor) == QS_ADDR_UNIX);
+    return true;
 }
 
-static void listener_on_poll(uv_poll_t *h, int status, int events)
+static void emit_log(void *opaque, const char *msg)
 {
-    qs_qmp_listener *l = h->data;
-    for (int i = 0; i < 64; i++) {
-        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-                       errno == ENOMEM)) {
-            /* The connection stays pending, so the socket stays readable:
-             * polling on would spin until an fd is free.  Look again later. */
-            uv_poll_stop(&l->poll);
-            uv_timer_start(&l->retry, listener_retry, QS_QMP_ACCEPT_RETRY_MS, 0);
-            return;
-        }
-        if (fd < 0)
-            return;
-        session_new(l->server, fd, l->is_unix);
-    }
+    fprintf(stderr, "qstats: %s\n", msg);
+}
+
+static void listener_log(void *opaque, const char *msg)
+{
+    qs_qmp *q = ((qs_qmp_listener *)opaque)->server;
+    qs_ratelimit_log(&q->log_limit, uv_now(q->loop), msg, emit_log, NULL);
+}
+
+static void listener_closed(void *opaque)
+{
+    qs_qmp_listener *l = opaque;
+    qs_qmp *q = l->server;
+    free(l);
+    q->pending_closes--;
+    maybe_release(q);
 }
 
 bool qs_qmp_listen(qs_qmp *q, const char *spec, bool allow_remote, qs_error **errp)
 {
-    bool is_unix = strncmp(spec, "unix:", 5) == 0;
-    int fd;
-    if (is_unix)
-        fd = qs_listen_unix(spec + 5, errp);
-    else if (strncmp(spec, "tcp:", 4) == 0)
-        fd = qs_listen_tcp(spec + 4, allow_remote, "QMP", errp);
-    else {
-        qs_error_setg(errp, "Invalid QMP address '%s': expected unix:PATH or tcp:HOST:PORT", spec);
-        return false;
-    }
-    if (fd < 0)
-        return false;
     qs_qmp_listener *l = qs_calloc(1, sizeof(*l));
     l->server = q;
-    l->fd = fd;
-    l->is_unix = is_unix;
-    l->unlink_path = is_unix ? qs_strdup(spec + 5) : NULL;
-    uv_poll_init(q->loop, &l->poll, fd);
-    l->poll.data = l;
-    uv_timer_init(q->loop, &l->retry);
-    l->retry.data = l;
-    l->open_handles = 2;
-    uv_poll_start(&l->poll, UV_READABLE, listener_on_poll);
+    l->acceptor = qs_acceptor_new(q->loop, spec, &(qs_acceptor_config){
+        .what = "QMP", .kinds = QS_ADDR_UNIX | QS_ADDR_TCP, .allow_remote = allow_remote,
+        .on_accept = on_accept, .refusal = q->refusal, .refused_log = q->refused_log,
+        .log = listener_log, .on_closed = listener_closed, .opaque = l }, errp);
+    if (!l->acceptor) {
+        free(l);
+        return false;
+    }
     l->next = q->listeners;
     q->listeners = l;
     return true;
-}
-
-static void listener_closed(uv_handle_t *h)
-{
-    qs_qmp_listener *l = h->data;
-    qs_qmp *q = l->server;
-    if (--l->open_handles > 0)
-        return;
-    close(l->fd);
-    if (l->unlink_path)
-        unlink(l->unlink_path);
-    free(l->unlink_path);
-    free(l);
-    q->pending_closes--;
-    maybe_release(q);
 }
 
 void qs_qmp_free(qs_qmp *q)
@@ -346,9 +331,7 @@ void qs_qmp_free(qs_qmp *q)
         qs_qmp_listener *l = q->listeners;
         q->listeners = l->next;
         q->pending_closes++;
-        uv_poll_stop(&l->poll);
-        uv_close((uv_handle_t *)&l->poll, listener_closed);
-        uv_close((uv_handle_t *)&l->retry, listener_closed);
+        qs_acceptor_close(l->acceptor);
     }
     while (q->sessions)
         session_close(q->sessions);

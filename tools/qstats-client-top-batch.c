@@ -47,15 +47,15 @@ int qs_top_run_once(qs_top *top)
     }
     qs_top_shown_row *shown;
     size_t n = qs_top_shown_rows(top, &shown, true);
-    int name_width = qs_top_name_width(top, shown, n);
+    qs_top_widths widths = qs_top_column_widths(top, shown, n);
     qs_buf out;
     qs_buf_init(&out);
     qs_top_render_header(top, &out);
     qs_buf_putc(&out, '\n');
-    qs_top_render_titles(name_width, &out);
+    qs_top_render_titles(widths, &out);
     qs_buf_putc(&out, '\n');
     for (size_t i = 0; i < n; i++) {
-        qs_top_render_row(top, &shown[i], name_width, &out);
+        qs_top_render_row(top, &shown[i], widths, &out);
         qs_buf_putc(&out, '\n');
     }
     fwrite(out.data, 1, out.len, stdout);

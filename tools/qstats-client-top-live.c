@@ -125,15 +125,15 @@ static void render_table(const live_view *view, qs_buf *screen, qs_buf *line)
 {
     qs_top_shown_row *shown;
     size_t n = qs_top_shown_rows(view->top, &shown, true);
-    int name_width = qs_top_name_width(view->top, shown, n);
+    qs_top_widths widths = qs_top_column_widths(view->top, shown, n);
     qs_top_render_header(view->top, line);
     screen_line(view, screen, line, "\x1b[1m");
     qs_buf_reset(line);
-    qs_top_render_titles(name_width, line);
+    qs_top_render_titles(widths, line);
     screen_line(view, screen, line, "\x1b[7m");
     for (size_t i = 0; i < n && (int)i < view->rows - 3; i++) {
         qs_buf_reset(line);
-        qs_top_render_row(view->top, &shown[i], name_width, line);
+        qs_top_render_row(view->top, &shown[i], widths, line);
         screen_line(view, screen, line, "");
     }
     free(shown);

@@ -13,7 +13,8 @@
 #include "qstats-client-top.h"
 
 #define MIN_NAME_WIDTH 20
-#define MAX_NAME_WIDTH 40
+#define MIN_WHERE_WIDTH 12
+#define MAX_COLUMN_WIDTH 40
 
 /* ---- which rows, in what order ----------------------------------------------- */
 
@@ -169,8 +170,8 @@ static void format_rate(char *buf, size_t len, const qs_top_row *r, const qs_top
     }
 }
 
-void qs_top_render_row(const qs_top *top, const qs_top_shown_row *shown, int name_width,
-                       qs_buf *out)
+void qs_top_render_row(const qs_top *top, const qs_top_shown_row *shown,
+                       qs_top_widths widths, qs_buf *out)
 {
     const qs_top_row *r = &top->model.rows[shown->row];
     const qs_top_aggregate *a = &shown->aggregate;
@@ -181,18 +182,26 @@ void qs_top_render_row(const qs_top *top, const qs_top_shown_row *shown, int nam
         format_distribution(distribution, sizeof(distribution), r, a);
     }
     snprintf(where, sizeof(where), "%s/%s", r->provider, qs_target_name(r->target));
-    qs_buf_printf(out, "%-*.*s %-12s %14s %14s  %s", name_width, name_width, r->sv.name, where,
-                  total, rate, distribution);
+    qs_buf_printf(out, "%-*.*s %-*.*s %14s %14s  %s", widths.name, widths.name, r->sv.name,
+                  widths.where, widths.where, where, total, rate, distribution);
 }
 
-int qs_top_name_width(const qs_top *top, const qs_top_shown_row *shown, size_t n)
+static int clamp_width(size_t width)
 {
-    size_t width = MIN_NAME_WIDTH;
+    return (int)(width > MAX_COLUMN_WIDTH ? MAX_COLUMN_WIDTH : width);
+}
+
+qs_top_widths qs_top_column_widths(const qs_top *top, const qs_top_shown_row *shown, size_t n)
+{
+    size_t name = MIN_NAME_WIDTH, where = MIN_WHERE_WIDTH;
     for (size_t i = 0; i < n; i++) {
-        size_t len = strlen(top->model.rows[shown[i].row].sv.name);
-        width = len > width ? len : width;
+        const qs_top_row *r = &top->model.rows[shown[i].row];
+        size_t name_len = strlen(r->sv.name);
+        size_t where_len = strlen(r->provider) + 1 + strlen(qs_target_name(r->target));
+        name = name_len > name ? name_len : name;
+        where = where_len > where ? where_len : where;
     }
-    return (int)(width > MAX_NAME_WIDTH ? MAX_NAME_WIDTH : width);
+    return (qs_top_widths){ clamp_width(name), clamp_width(where) };
 }
 
 void qs_top_render_header(const qs_top *top, qs_buf *out)
@@ -210,8 +219,8 @@ void qs_top_render_header(const qs_top *top, qs_buf *out)
                   top->provider ? top->provider : "all");
 }
 
-void qs_top_render_titles(int name_width, qs_buf *out)
+void qs_top_render_titles(qs_top_widths widths, qs_buf *out)
 {
-    qs_buf_printf(out, "%-*s %-12s %14s %14s  %s", name_width, "NAME", "WHERE", "VALUE/TOTAL",
-                  "RATE/s", "HISTOGRAM (last interval)");
+    qs_buf_printf(out, "%-*s %-*s %14s %14s  %s", widths.name, "NAME", widths.where, "WHERE",
+                  "VALUE/TOTAL", "RATE/s", "HISTOGRAM (last interval)");
 }

@@ -122,12 +122,17 @@ typedef struct qs_top_shown_row {
  * screen (and --once) they are sorted and -z drops the all-zero ones;
  * --log keeps schema order and every row, so that its columns stay put. */
 size_t qs_top_shown_rows(const qs_top *top, qs_top_shown_row **out, bool for_screen);
-/* The width of the NAME column for these rows. */
-int qs_top_name_width(const qs_top *top, const qs_top_shown_row *shown, size_t n);
+/* Column widths that fit these rows: their stat names and their
+ * "provider/target" (a VMM's own provider, "virtio-net/vm", is longer than
+ * "kvm/vcpu"), within limits. */
+typedef struct qs_top_widths {
+    int name, where;
+} qs_top_widths;
+qs_top_widths qs_top_column_widths(const qs_top *top, const qs_top_shown_row *shown, size_t n);
 void qs_top_render_header(const qs_top *top, qs_buf *out);
-void qs_top_render_titles(int name_width, qs_buf *out);
-void qs_top_render_row(const qs_top *top, const qs_top_shown_row *shown, int name_width,
-                       qs_buf *out);
+void qs_top_render_titles(qs_top_widths widths, qs_buf *out);
+void qs_top_render_row(const qs_top *top, const qs_top_shown_row *shown,
+                       qs_top_widths widths, qs_buf *out);
 
 /* ---- the modes ---------------------------------------------------------- */
 

@@ -61,16 +61,13 @@ typedef struct conn {
 struct qs_balloon_chan {
     uv_loop_t *loop;
     qs_balloon_chan_cb cb;
-    int listen_fd;
-    uv_poll_t listen_poll;
+    qs_acceptor *acceptor;
     uv_timer_t answer_timer;
-    uv_timer_t accept_timer;  /* accept failed (out of fds): try again later */
-    bool accept_failing;      /* logged once until an accept succeeds */
-    char *unix_path;          /* to unlink on close */
     conn *conn;               /* the agent being served */
     uint64_t timeout_ms;
-    int open_handles;
+    int open_handles;         /* acceptor, timer, conn */
     bool closing;
+    qs_ratelimit log_limit;   /* agents come and go as fast as they like */
 };
 
 static void chan_log(qs_balloon_chan *c, const char *fmt, ...)
@@ -83,17 +80,14 @@ static void chan_log(qs_balloon_chan *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    c->cb.log(c->cb.opaque, msg);
+    qs_ratelimit_log(&c->log_limit, uv_now(c->loop), msg, c->cb.log, c->cb.opaque);
 }
 
 static void maybe_finish(qs_balloon_chan *c)
 {
     if (!c->closing || c->open_handles > 0)
         return;
-    if (c->listen_fd >= 0)
-        close(c->listen_fd);
     qs_balloon_chan_cb cb = c->cb;
-    free(c->unix_path);
     free(c);
     cb.closed(cb.opaque);
 }
@@ -119,13 +113,10 @@ qs_balloon_chan *qs_balloon_chan_new(uv_loop_t *loop, const qs_balloon_chan_cb *
     qs_balloon_chan *c = qs_calloc(1, sizeof(*c));
     c->loop = loop;
     c->cb = *cb;
-    c->listen_fd = -1;
     c->timeout_ms = DEFAULT_TIMEOUT_MS;
     uv_timer_init(loop, &c->answer_timer);
     c->answer_timer.data = c;
-    uv_timer_init(loop, &c->accept_timer);
-    c->accept_timer.data = c;
-    c->open_handles = 2;
+    c->open_handles = 1;
     return c;
 }
 
@@ -259,41 +250,27 @@ static void accept_agent(qs_balloon_chan *c, int fd)
     expect_answer(k);
 }
 
-static void on_listen_ready(uv_poll_t *h, int status, int events);
-
-static void retry_accept(uv_timer_t *t)
+/* One agent at a time: another is refused (and told nothing: the
+ * channel's protocol has no error message). */
+static bool on_accept(void *opaque, int fd)
 {
-    qs_balloon_chan *c = t->data;
-    uv_poll_start(&c->listen_poll, UV_READABLE, on_listen_ready);
+    qs_balloon_chan *c = opaque;
+    if (c->closing || c->conn)
+        return false;
+    accept_agent(c, fd);
+    return true;
 }
 
-static void on_listen_ready(uv_poll_t *h, int status, int events)
+static void acceptor_log(void *opaque, const char *msg)
 {
-    qs_balloon_chan *c = h->data;
-    for (;;) {
-        int fd = accept4(c->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return;
-            if (!c->accept_failing)
-                chan_log(c, "accept failed: %s", strerror(errno));
-            c->accept_failing = true;
-            /* Out of fds, the connection stays pending and the socket
-             * readable: polling on would spin (and log) until one is free. */
-            uv_poll_stop(&c->listen_poll);
-            uv_timer_start(&c->accept_timer, retry_accept, ACCEPT_RETRY_MS, 0);
-            return;
-        }
-        c->accept_failing = false;
-        if (c->conn) {
-            chan_log(c, "refusing a second guest agent: one is already connected");
-            close(fd);
-            continue;
-        }
-        accept_agent(c, fd);
-    }
+    chan_log(opaque, "%s", msg);
+}
+
+static void acceptor_closed(void *opaque)
+{
+    qs_balloon_chan *c = opaque;
+    c->open_handles--;
+    maybe_finish(c);
 }
 
 static void on_write(uv_write_t *req, int status)
@@ -331,30 +308,17 @@ bool qs_balloon_chan_request(qs_balloon_chan *c)
 
 bool qs_balloon_chan_listen(qs_balloon_chan *c, const char *spec, qs_error **errp)
 {
-    int fd;
-    if (c->listen_fd >= 0) {
+    if (c->acceptor) {
         qs_error_setg(errp, "The balloon channel is already listening");
         return false;
     }
-    if (strncmp(spec, "unix:", 5) == 0)
-        fd = qs_listen_unix(spec + 5, errp);
-    else if (strncmp(spec, "vsock:", 6) == 0)
-        fd = qs_listen_vsock(spec + 6, errp);
-    else {
-        qs_error_setg(errp, "Invalid balloon channel '%s': expected unix:PATH or vsock:PORT",
-                      spec);
-        return false;
-    }
-    if (fd < 0)
-        return false;
-    if (spec[0] == 'u')
-        c->unix_path = qs_strdup(spec + 5);
-    c->listen_fd = fd;
-    uv_poll_init(c->loop, &c->listen_poll, fd);
-    c->listen_poll.data = c;
-    c->open_handles++;
-    uv_poll_start(&c->listen_poll, UV_READABLE, on_listen_ready);
-    return true;
+    c->acceptor = qs_acceptor_new(c->loop, spec, &(qs_acceptor_config){
+        .what = "balloon", .kinds = QS_ADDR_UNIX | QS_ADDR_VSOCK, .on_accept = on_accept,
+        .refused_log = "refusing a second guest agent: one is already connected",
+        .log = acceptor_log, .on_closed = acceptor_closed, .opaque = c }, errp);
+    if (c->acceptor)
+        c->open_handles++;
+    return c->acceptor != NULL;
 }
 
 void qs_balloon_chan_close(qs_balloon_chan *c)
@@ -366,10 +330,6 @@ void qs_balloon_chan_close(qs_balloon_chan *c)
         k->dropped = true;
         uv_close((uv_handle_t *)&k->pipe, conn_closed);
     }
-    if (c->listen_fd >= 0)
-        uv_close((uv_handle_t *)&c->listen_poll, handle_closed);
-    if (c->unix_path)
-        unlink(c->unix_path);
+    qs_acceptor_close(c->acceptor);
     uv_close((uv_handle_t *)&c->answer_timer, handle_closed);
-    uv_close((uv_handle_t *)&c->accept_timer, handle_closed);
 }

@@ -202,6 +202,8 @@ static const qs_property properties[] = {
 static void add_value(qs_results *out, const qs_schema_value *desc, uint64_t v)
 {
     size_t off = qs_results_reserve(out, 1);
+    if (off == QS_RESULTS_FULL)
+        return;                 /* over budget: the registry fails the query */
     *qs_results_values(out, off) = v;
     qs_results_add(out, desc, off);
 }

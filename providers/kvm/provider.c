@@ -43,6 +43,8 @@ static bool read_source(const kvm_source *src, qs_results *out,
 {
     const qs_kvm_stats_file *f = src->file;
     size_t base = qs_results_reserve(out, qs_kvm_stats_file_data_words(f));
+    if (base == QS_RESULTS_FULL)
+        return true;            /* over budget: the registry fails the query */
     if (!qs_kvm_stats_file_read(f, qs_results_values(out, base), errp))
         return false;
     const qs_schema_value *schema = qs_kvm_stats_file_schema(f);

@@ -105,15 +105,15 @@ def test_install_puts_programs_library_headers_pkgconfig_and_unit_under_the_pref
         assert not bad, r.stderr
 
 
-def build_embed():
-    """examples/embed.c, copied out of the tree and compiled against the
+def build_example(name):
+    """examples/NAME.c, copied out of the tree and compiled against the
     installed library through pkg-config only."""
-    exe = os.path.join(TMP, "embed")
+    exe = os.path.join(TMP, name)
     if os.path.exists(exe):
         return exe
     install()
-    src = os.path.join(TMP, "embed.c")
-    shutil.copy(os.path.join(SRC, "examples", "embed.c"), src)
+    src = os.path.join(TMP, name + ".c")
+    shutil.copy(os.path.join(SRC, "examples", name + ".c"), src)
     # An ASan libqstats needs the sanitizer runtime in the program too.
     san = ["-fsanitize=address,undefined"] if ASAN else []
     run([CC, "-Wall", "-Wextra", "-Werror", *san, src, "-o", exe,
@@ -121,12 +121,27 @@ def build_embed():
     return exe
 
 
-def embed_cmd(*args):
-    cmd = [build_embed(), *args]
+def example_cmd(name, *args):
+    """The command line and environment that run the installed-library
+    build of examples/NAME.c (under valgrind where that checks leaks)."""
+    cmd = [build_example(name), *args]
     if VALGRIND:
         cmd = ["valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite,indirect",
                "--error-exitcode=99", *cmd]
     return cmd, dict(os.environ, LD_LIBRARY_PATH=os.path.join(PREFIX, "lib"))
+
+
+def embed_cmd(*args):
+    return example_cmd("embed", *args)
+
+
+def assert_no_leak_or_memory_error(stderr):
+    """What LeakSanitizer, ASan and UBSan (the ASan build) or valgrind said
+    about an example's run."""
+    for bad in ("ERROR: LeakSanitizer", "ERROR: AddressSanitizer", "runtime error:"):
+        assert bad not in stderr, stderr
+    if VALGRIND:
+        assert "ERROR SUMMARY: 0 errors" in stderr, stderr
 
 
 class Embedded:
@@ -156,10 +171,7 @@ class Embedded:
         rc = self.proc.wait(60)
         err = self.proc.stderr.read()
         assert rc == 0, f"embed exited {rc}:\n{err}"
-        for bad in ("ERROR: LeakSanitizer", "ERROR: AddressSanitizer", "runtime error:"):
-            assert bad not in err, err
-        if VALGRIND:
-            assert "ERROR SUMMARY: 0 errors" in err, err
+        assert_no_leak_or_memory_error(err)
         assert not os.path.exists(self.qmp) and not os.path.exists(self.hmp)
 
 

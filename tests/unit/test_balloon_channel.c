@@ -436,12 +436,16 @@ static void test_listen_errors(void **state)
     env *e = *state;
     qs_error *err = NULL;
     assert_false(qs_balloon_listen(e->b, "tcp:localhost:1", &err));
-    assert_string_equal(err->msg, "Invalid balloon channel 'tcp:localhost:1': "
-                                  "expected unix:PATH or vsock:PORT");
+    assert_string_equal(err->msg, "Invalid balloon address 'tcp:localhost:1': "
+                                  "expected unix:PATH or vsock:[CID:]PORT");
     qs_error_free(err);
     err = NULL;
     assert_false(qs_balloon_listen(e->b, "vsock:notaport", &err));
     assert_string_equal(err->msg, "Invalid vsock port 'notaport'");
+    qs_error_free(err);
+    err = NULL;
+    assert_false(qs_balloon_listen(e->b, "vsock:x3:1234", &err));
+    assert_string_equal(err->msg, "Invalid vsock CID in 'x3:1234'");
     qs_error_free(err);
     err = NULL;
     assert_false(qs_balloon_listen(e->b, "unix:/nonexistent-dir/x.sock", &err));

@@ -38,6 +38,8 @@ static void add_all(qs_results *out, const char *p, const char *path,
                     uint64_t seed)
 {
     size_t off = qs_results_reserve(out, 8);
+    if (off == QS_RESULTS_FULL)
+        return;
     for (int i = 0; i < 8; i++)
         qs_results_values(out, off)[i] = seed + (uint64_t)i;
     qs_results_begin(out, p, path);
@@ -212,21 +214,34 @@ static void long_name_lists_match_exactly_like_short_ones(void **state)
     assert_string_equal(names[7], "hist");                    /* the caller's list untouched */
 }
 
-static void a_query_too_large_for_memory_fails_cleanly(void **state)
+/* The results' budget is in bytes and checked before growth: a request
+ * repeating a provider fails once the results would pass it, having
+ * allocated no more than the budget, and stops calling providers. */
+static void a_query_too_large_for_its_budget_fails_before_spending_more(void **state)
 {
     ctx *c = *state;
-    size_t n = QS_QUERY_MAX_STATS / 4 + 1;          /* 2 vCPUs x 3 stats per request */
+    size_t n = 100000;                               /* 2 vCPUs x 3 stats per request */
     qs_stats_request *reqs = calloc(n, sizeof(*reqs));
     for (size_t i = 0; i < n; i++)
         reqs[i].provider = "kvm";
     qs_filter f = { .target = QS_TARGET_VCPU, .has_providers = true, .nproviders = n,
                     .providers = reqs };
     qs_error *err = NULL;
+    c->r.limit = 1 << 20;
     assert_false(qs_registry_query_stats(c->reg, &f, &c->r, &err));
-    assert_non_null(strstr(err->msg, "ask for fewer providers or names"));
+    assert_string_equal(err->msg, "query-stats: the results would take more than 1048576 "
+                        "bytes; ask for fewer providers, names or vCPUs");
     assert_int_equal(c->r.nres, 0);
-    assert_true(c->kvm.calls < (int)n);              /* stopped early */
+    assert_true(c->kvm.calls < (int)n / 10);         /* stopped early */
+    size_t held = c->r.cap_res * sizeof(qs_result) + c->r.cap_stats * sizeof(qs_stat) +
+                  c->r.cap_arena * sizeof(uint64_t);
+    assert_true(held <= c->r.limit);
+    /* the same results serve the next, reasonable query */
     qs_error_free(err);
+    err = NULL;
+    f.nproviders = 2;
+    assert_true(qs_registry_query_stats(c->reg, &f, &c->r, &err));
+    assert_int_equal(c->r.nres, 4);
     free(reqs);
 }
 
@@ -281,7 +296,7 @@ static void json_writer_emits_exact_u64_and_qemu_separators(void **state)
     qs_jw_end_object(&w);
     assert_string_equal(b.data,
         "{\"max\": 18446744073709551615, \"l\": [0, -9223372036854775808, true, null], "
-        "\"s\": \"a\\\"b\\\\c\\n\\u0001\\u00e9\\ud83d\\ude00\"}");
+        "\"s\": \"a\\\"b\\\\c\\n\\u0001\\u00E9\\uD83D\\uDE00\"}");
     qs_buf_free(&b);
 }
 
@@ -292,7 +307,7 @@ static void json_strings_never_carry_invalid_unicode(void **state)
     /* a lone surrogate (CESU), an overlong '/', a noncharacter, > U+10FFFF,
      * a truncated sequence: each one U+FFFD */
     qs_json_put_string(&b, "f\xed\xa2\x9e|\xc0\xaf|\xef\xbf\xbe|\xf4\x90\x80\x80|\xe2\x82");
-    assert_string_equal(b.data, "\"f\\ufffd|\\ufffd|\\ufffd|\\ufffd|\\ufffd\"");
+    assert_string_equal(b.data, "\"f\\uFFFD|\\uFFFD|\\uFFFD|\\uFFFD|\\uFFFD\"");
     qs_buf_free(&b);
 }
 
@@ -421,7 +436,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(unknown_names_drop_the_whole_result, setup, teardown),
         cmocka_unit_test_setup_teardown(vcpu_filter_empty_gives_nothing_and_exact_paths_match, setup, teardown),
         cmocka_unit_test_setup_teardown(long_name_lists_match_exactly_like_short_ones, setup, teardown),
-        cmocka_unit_test_setup_teardown(a_query_too_large_for_memory_fails_cleanly, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_query_too_large_for_its_budget_fails_before_spending_more, setup, teardown),
         cmocka_unit_test_setup_teardown(failing_provider_discards_all_results, setup, teardown),
         cmocka_unit_test_setup_teardown(schemas_filter_by_provider, setup, teardown),
         cmocka_unit_test(json_writer_emits_exact_u64_and_qemu_separators),
