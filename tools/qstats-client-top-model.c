@@ -22,11 +22,6 @@
  * cannot make top allocate without limit. */
 #define MAX_HIST_BUCKETS 4096
 
-void qs_top_model_init(qs_top_model *m)
-{
-    memset(m, 0, sizeof(*m));
-}
-
 double qs_top_now(clockid_t clock)
 {
     struct timespec ts;

@@ -65,7 +65,7 @@ typedef struct qs_top_aggregate {
     double mean, p50, p99;     /* raw units */
 } qs_top_aggregate;
 
-void qs_top_model_init(qs_top_model *model);
+/* A zeroed model is empty; load fills it. */
 void qs_top_model_destroy(qs_top_model *model);
 bool qs_top_model_load(qs_top_model *model, qs_qmp_client *client, qs_error **errp);
 /* Takes a new sample (the current one becomes the previous one). */
