@@ -4,9 +4,9 @@
  * runs every HMP line on a fresh monitor, the current CPU (`cpu N`) is kept
  * here and sent as cpu-index.  Line editing, history and completion come
  * from libedit's native API (its client-data pointer carries our state, so
- * no global is needed).  Completion knows the commands, the stats targets
- * and providers, the stat names of query-stats-schemas and, through
- * qom-list, QOM paths and properties.
+ * no global is needed).  Completion knows the commands, the stats targets,
+ * and asks the daemon for the rest when Tab is pressed: the stat names and
+ * providers of query-stats-schemas, QOM paths and properties of qom-list.
  *
  * Without a terminal on stdin the console reads plain lines and prints no
  * prompt, so that it can be scripted.
@@ -30,23 +30,20 @@ static const char *const commands[] = {
     "help", "info", "cpu", "qom-list", "qom-get", "qom-set", "quit", NULL
 };
 static const char *const info_commands[] = { "stats", "version", "balloon", NULL };
-static const char *const targets[] = { "vm", "vcpu", "cryptodev", NULL };
-static const char *const providers[] = { "kvm", "cryptodev", "balloon", NULL };
 static const char *const stats_options[] = { "-a", "-b", NULL };
 
-typedef struct strvec {
+typedef struct string_list {
     char **v;
     size_t n, cap;
-} strvec;
+} string_list;
 
-typedef struct console {
-    qs_qmpc *qmp;
+typedef struct hmp_console {
+    qs_qmp_client *qmp;
     long cpu;                          /* -1: the daemon's default */
-    strvec names[QS_TARGET__MAX];      /* stat names per target */
     char *history_path;
-} console;
+} hmp_console;
 
-static void strvec_add(strvec *s, const char *str)
+static void string_list_add(string_list *s, const char *str)
 {
     if (s->n == s->cap) {
         s->cap = s->cap ? s->cap * 2 : 16;
@@ -55,39 +52,51 @@ static void strvec_add(strvec *s, const char *str)
     s->v[s->n++] = qs_strdup(str);
 }
 
-static void strvec_free(strvec *s)
+static void string_list_free(string_list *s)
 {
     for (size_t i = 0; i < s->n; i++) {
         free(s->v[i]);
     }
     free(s->v);
-    *s = (strvec){ 0 };
+    *s = (string_list){ 0 };
 }
 
-static void strvec_add_all(strvec *s, const char *const *list)
+static void string_list_add_all(string_list *s, const char *const *list)
 {
     for (; *list; list++) {
-        strvec_add(s, *list);
+        string_list_add(s, *list);
     }
 }
 
-/* Stat names of every provider, per target, from query-stats-schemas. */
-static void learn_schemas(console *con)
+/* What query-stats-schemas has for one target now: the names of its stats,
+ * or the providers that have any.  Asked at each Tab rather than once,
+ * because providers are open-ended and come and go (a VMM hands over stats
+ * fds, registers its own provider); the StatsProvider enum of
+ * query-qmp-schema would also offer names that have no stats, which
+ * `info stats` answers with nothing. */
+static void schema_candidates(hmp_console *console, qs_target target, bool providers,
+                              string_list *out)
 {
     qs_error *err = NULL;
-    json_t *schemas = qs_qmpc_call(con->qmp, "query-stats-schemas", NULL, &err);
+    json_t *schemas = qs_qmp_client_call(console->qmp, "query-stats-schemas", NULL, &err);
     qs_error_free(err);
     size_t i, j;
     json_t *schema, *stat;
     json_array_foreach(schemas, i, schema) {
-        int t = qs_target_lookup(json_string_value(json_object_get(schema, "target")) ?: "");
-        if (t < 0) {
+        const char *provider = json_string_value(json_object_get(schema, "provider"));
+        const char *t = json_string_value(json_object_get(schema, "target"));
+        json_t *stats = json_object_get(schema, "stats");
+        if (!provider || qs_target_lookup(t ?: "") != (int)target || !json_array_size(stats)) {
             continue;
         }
-        json_array_foreach(json_object_get(schema, "stats"), j, stat) {
+        if (providers) {
+            string_list_add(out, provider);
+            continue;
+        }
+        json_array_foreach(stats, j, stat) {
             const char *name = json_string_value(json_object_get(stat, "name"));
             if (name) {
-                strvec_add(&con->names[t], name);
+                string_list_add(out, name);
             }
         }
     }
@@ -95,10 +104,12 @@ static void learn_schemas(console *con)
 }
 
 /* qom-list of `path`: children or properties. */
-static void qom_candidates(console *con, const char *path, bool children, strvec *out)
+static void qom_candidates(hmp_console *console, const char *path, bool children,
+                           string_list *out)
 {
     qs_error *err = NULL;
-    json_t *list = qs_qmpc_call(con->qmp, "qom-list", json_pack("{s:s}", "path", path), &err);
+    json_t *args = json_pack("{s:s}", "path", path);
+    json_t *list = qs_qmp_client_call(console->qmp, "qom-list", args, &err);
     qs_error_free(err);
     size_t i;
     json_t *prop;
@@ -114,10 +125,10 @@ static void qom_candidates(console *con, const char *path, bool children, strvec
             /* Containers end in '/' so that completion can go on. */
             bool container = !strcmp(type, "child<container>");
             char *full = qs_strdup_printf("%s%s%s%s", path, sep, name, container ? "/" : "");
-            strvec_add(out, full);
+            string_list_add(out, full);
             free(full);
         } else if (!children) {
-            strvec_add(out, name);
+            string_list_add(out, name);
         }
     }
     json_decref(list);
@@ -136,8 +147,8 @@ static int split_words(char *text, char **words)
 }
 
 /* Candidates for `info stats [-a] [-b] TARGET NAMES PROVIDER`. */
-static void info_stats_candidates(console *con, char **words, int nwords,
-                                  const char *cur, strvec *out, bool *comma_list)
+static void info_stats_candidates(hmp_console *console, char **words, int nwords,
+                                  const char *cur, string_list *out, bool *comma_list)
 {
     int pos = 0, target = -1;
     for (int i = 2; i < nwords; i++) {
@@ -150,30 +161,48 @@ static void info_stats_candidates(console *con, char **words, int nwords,
         pos++;
     }
     if (cur[0] == '-') {
-        strvec_add_all(out, stats_options);
+        string_list_add_all(out, stats_options);
     } else if (pos == 0) {
-        strvec_add_all(out, targets);
-    } else if (pos == 1 && target >= 0) {
-        for (size_t i = 0; i < con->names[target].n; i++) {
-            strvec_add(out, con->names[target].v[i]);
+        for (int t = 0; t < QS_TARGET__MAX; t++) {
+            string_list_add(out, qs_target_name((qs_target)t));
         }
-        strvec_add(out, "*");
+    } else if (pos == 1 && target >= 0) {
+        schema_candidates(console, (qs_target)target, false, out);
+        string_list_add(out, "*");
         *comma_list = true;
-    } else if (pos == 2) {
-        strvec_add_all(out, providers);
+    } else if (pos == 2 && target >= 0) {
+        schema_candidates(console, (qs_target)target, true, out);
+    }
+}
+
+/* Candidates for `qom-list PATH`, `qom-get PATH PROPERTY`, `qom-set ...`:
+ * children of the directory typed so far, then the path's properties. */
+static void qom_word_candidates(hmp_console *console, char **words, int nwords,
+                                const char *cur, string_list *out)
+{
+    int pos = 0;
+    for (int i = 1; i < nwords; i++) {
+        pos += words[i][0] != '-';
+    }
+    if (pos == 0) {
+        char *dir = qs_strdup(cur[0] == '/' ? cur : "/");
+        *strrchr(dir, '/') = '\0';
+        qom_candidates(console, *dir ? dir : "/", true, out);
+        free(dir);
+    } else if (pos == 1 && strcmp(words[0], "qom-list")) {
+        qom_candidates(console, words[nwords - 1], false, out);
     }
 }
 
 /* Fills `out` with the candidates for the word at the cursor; `*word_start`
  * is where that word begins in `line`, `*suffix` what follows a unique
  * match. */
-static void candidates(console *con, const char *line, size_t *word_start,
-                       strvec *out, const char **suffix)
+static void completion_candidates(hmp_console *console, const char *line, size_t *word_start,
+                                  string_list *out, const char **suffix)
 {
     char *copy = qs_strdup(line);
     char *words[MAX_WORDS];
-    size_t len = strlen(line);
-    size_t start = len;
+    size_t start = strlen(line);
     while (start && line[start - 1] != ' ' && line[start - 1] != '\t') {
         start--;
     }
@@ -183,24 +212,13 @@ static void candidates(console *con, const char *line, size_t *word_start,
     bool comma_list = false;
     *suffix = " ";
     if (n == 0 || (n == 1 && (!strcmp(words[0], "help") || !strcmp(words[0], "?")))) {
-        strvec_add_all(out, commands);
+        string_list_add_all(out, commands);
     } else if (!strcmp(words[0], "info") && n == 1) {
-        strvec_add_all(out, info_commands);
+        string_list_add_all(out, info_commands);
     } else if (!strcmp(words[0], "info") && !strcmp(words[1], "stats")) {
-        info_stats_candidates(con, words, n, cur, out, &comma_list);
+        info_stats_candidates(console, words, n, cur, out, &comma_list);
     } else if (!strncmp(words[0], "qom-", 4) && cur[0] != '-') {
-        int pos = 0;
-        for (int i = 1; i < n; i++) {
-            pos += words[i][0] != '-';
-        }
-        if (pos == 0) {
-            char *dir = qs_strdup(cur[0] == '/' ? cur : "/");
-            *strrchr(dir, '/') = '\0';
-            qom_candidates(con, *dir ? dir : "/", true, out);
-            free(dir);
-        } else if (pos == 1 && strcmp(words[0], "qom-list")) {
-            qom_candidates(con, words[n - 1], false, out);
-        }
+        qom_word_candidates(console, words, n, cur, out);
     }
     if (comma_list && strrchr(cur, ',')) {
         start = (size_t)(strrchr(cur, ',') - line) + 1;
@@ -229,68 +247,94 @@ static void print_matches(char **m, size_t n)
     fflush(stdout);
 }
 
-static int compare_str(const void *a, const void *b)
+static int compare_strings(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static unsigned char complete(EditLine *el, int ch)
+/* The candidates that start with prefix, sorted, each once. */
+static void matching(string_list *all, const char *prefix, string_list *match)
 {
-    console *con = NULL;
-    el_get(el, EL_CLIENTDATA, &con);
+    size_t len = strlen(prefix);
+    if (all->n) {
+        qsort(all->v, all->n, sizeof(*all->v), compare_strings);
+    }
+    for (size_t i = 0; i < all->n; i++) {
+        bool seen = match->n && !strcmp(match->v[match->n - 1], all->v[i]);
+        if (!strncmp(all->v[i], prefix, len) && !seen) {
+            string_list_add(match, all->v[i]);
+        }
+    }
+}
+
+static size_t common_prefix_length(const string_list *match)
+{
+    size_t common = strlen(match->v[0]);
+    for (size_t i = 1; i < match->n; i++) {
+        size_t k = 0;
+        while (k < common && match->v[i][k] == match->v[0][k]) {
+            k++;
+        }
+        common = k;
+    }
+    return common;
+}
+
+/* What Tab does with the matches of a word whose first `typed` characters
+ * are on the line: complete a unique one (with suffix, unless it is a
+ * directory to go on in), extend to their common prefix, or list them. */
+static unsigned char insert_completion(EditLine *el, const string_list *match, size_t typed,
+                                       const char *suffix)
+{
+    if (match->n == 0) {
+        return CC_REFRESH_BEEP;
+    }
+    const char *first = match->v[0];
+    size_t common = match->n == 1 ? strlen(first) : common_prefix_length(match);
+    if (match->n > 1 && common <= typed) {
+        print_matches(match->v, match->n);
+        return CC_REDISPLAY;
+    }
+    bool directory = match->n == 1 && first[strlen(first) - 1] == '/';
+    char *insertion = qs_strdup_printf("%.*s%s", (int)(common - typed), first + typed,
+                                       match->n == 1 && !directory ? suffix : "");
+    el_insertstr(el, insertion);
+    free(insertion);
+    return CC_REFRESH;
+}
+
+/* libedit's Tab: completes the word before the cursor. */
+static unsigned char complete_word(EditLine *el, int ch)
+{
+    hmp_console *console = NULL;
+    el_get(el, EL_CLIENTDATA, &console);
     const LineInfo *li = el_line(el);
-    char *line = qs_malloc((size_t)(li->cursor - li->buffer) + 1);
-    memcpy(line, li->buffer, (size_t)(li->cursor - li->buffer));
-    line[li->cursor - li->buffer] = '\0';
+    char *line = strndup(li->buffer, (size_t)(li->cursor - li->buffer));
     size_t start;
     const char *suffix;
-    strvec all = { 0 }, match = { 0 };
-    candidates(con, line, &start, &all, &suffix);
-    if (all.n) {
-        qsort(all.v, all.n, sizeof(*all.v), compare_str);
-    }
-    const char *prefix = line + start;
-    size_t plen = strlen(prefix);
-    for (size_t i = 0; i < all.n; i++) {
-        bool dup = match.n && !strcmp(match.v[match.n - 1], all.v[i]);
-        if (!strncmp(all.v[i], prefix, plen) && !dup) {
-            strvec_add(&match, all.v[i]);
-        }
-    }
-    unsigned char rc = CC_REFRESH;
-    if (match.n == 0) {
-        rc = CC_REFRESH_BEEP;
-    } else if (match.n == 1) {
-        char *ins = qs_strdup_printf("%s%s", match.v[0] + plen,
-                                     match.v[0][strlen(match.v[0]) - 1] == '/' ? "" : suffix);
-        el_insertstr(el, ins);
-        free(ins);
-    } else {
-        size_t common = strlen(match.v[0]);
-        for (size_t i = 1; i < match.n; i++) {
-            size_t k = 0;
-            while (k < common && match.v[i][k] == match.v[0][k]) {
-                k++;
-            }
-            common = k;
-        }
-        if (common > plen) {
-            char *ins = strndup(match.v[0] + plen, common - plen);
-            el_insertstr(el, ins);
-            free(ins);
-        } else {
-            print_matches(match.v, match.n);
-            rc = CC_REDISPLAY;
-        }
-    }
-    strvec_free(&all);
-    strvec_free(&match);
+    string_list all = { 0 }, match = { 0 };
+    completion_candidates(console, line, &start, &all, &suffix);
+    matching(&all, line + start, &match);
+    unsigned char rc = insert_completion(el, &match, strlen(line + start), suffix);
+    string_list_free(&all);
+    string_list_free(&match);
     free(line);
     return rc;
 }
 
+/* QMP forgets `cpu N` with its temporary monitor: the console keeps it,
+ * once the daemon took it (answered nothing). */
+static void remember_cpu(hmp_console *console, char **words, int nwords, const char *out)
+{
+    char *end;
+    long cpu = nwords == 2 ? strtol(words[1], &end, 0) : -1;
+    if (!strcmp(words[0], "cpu") && !*out && cpu >= 0 && !*end) {
+        console->cpu = cpu;
+    }
+}
+
 /* Runs one line; false when the console should end (quit or lost). */
-static bool execute(console *con, const char *line, int *rc)
+static bool run_line(hmp_console *console, const char *line, int *rc)
 {
     char *copy = qs_strdup(line);
     char *words[MAX_WORDS];
@@ -305,9 +349,9 @@ static bool execute(console *con, const char *line, int *rc)
         return false;
     }
     qs_error *err = NULL;
-    char *out = qs_client_hmp(con->qmp, line, con->cpu, &err);
+    char *out = qs_client_hmp(console->qmp, line, console->cpu, &err);
     if (!out) {
-        if (qs_qmpc_lost(con->qmp)) {
+        if (qs_qmp_client_lost(console->qmp)) {
             *rc = 1;
             go_on = false;
         }
@@ -315,40 +359,35 @@ static bool execute(console *con, const char *line, int *rc)
     } else {
         fputs(out, stdout);
         fflush(stdout);
-        /* QMP forgets `cpu N` with its temporary monitor: remember it. */
-        char *end;
-        long cpu = n == 2 ? strtol(words[1], &end, 0) : -1;
-        if (!strcmp(words[0], "cpu") && !*out && cpu >= 0 && !*end) {
-            con->cpu = cpu;
-        }
+        remember_cpu(console, words, n, out);
         free(out);
     }
     free(copy);
     return go_on;
 }
 
-static char *prompt(EditLine *el)
+static char *prompt_text(EditLine *el)
 {
     return (char *)QS_HMP_PROMPT_TEXT;
 }
 
-static EditLine *editor_new(console *con, History *hist)
+static EditLine *editor_new(hmp_console *console, History *hist)
 {
     EditLine *el = el_init(QS_CLIENT_NAME, stdin, stdout, stderr);
-    el_set(el, EL_CLIENTDATA, con);
-    el_set(el, EL_PROMPT, prompt);
+    el_set(el, EL_CLIENTDATA, console);
+    el_set(el, EL_PROMPT, prompt_text);
     el_set(el, EL_EDITOR, "emacs");
     el_set(el, EL_SIGNAL, 1);
     el_set(el, EL_HIST, history, hist);
     /* The wide variant: the narrow one leaks its copies of the strings. */
-    el_wset(el, EL_ADDFN, L"qs-complete", L"complete a qstats command", complete);
+    el_wset(el, EL_ADDFN, L"qs-complete", L"complete a qstats command", complete_word);
     el_set(el, EL_BIND, "^I", "qs-complete", NULL);
     el_source(el, NULL);
     return el;
 }
 
 /* The interactive loop, with libedit. */
-static int run_tty(console *con)
+static int run_tty(hmp_console *console)
 {
     HistEvent ev;
     History *hist = history_init();
@@ -356,10 +395,10 @@ static int run_tty(console *con)
     history(hist, &ev, H_SETUNIQUE, 1);
     const char *home = getenv("HOME");
     if (home && *home) {
-        con->history_path = qs_strdup_printf("%s/" HISTORY_FILE, home);
-        history(hist, &ev, H_LOAD, con->history_path);
+        console->history_path = qs_strdup_printf("%s/" HISTORY_FILE, home);
+        history(hist, &ev, H_LOAD, console->history_path);
     }
-    EditLine *el = editor_new(con, hist);
+    EditLine *el = editor_new(console, hist);
     int rc = 0, count;
     const char *line;
     while ((line = el_gets(el, &count)) != NULL) {
@@ -367,7 +406,7 @@ static int run_tty(console *con)
         if (l[strspn(l, " \t")]) {
             history(hist, &ev, H_ENTER, l);
         }
-        bool go_on = execute(con, l, &rc);
+        bool go_on = run_line(console, l, &rc);
         free(l);
         if (!go_on) {
             break;
@@ -376,8 +415,8 @@ static int run_tty(console *con)
     if (!line) {
         putchar('\n');
     }
-    if (con->history_path) {
-        history(hist, &ev, H_SAVE, con->history_path);
+    if (console->history_path) {
+        history(hist, &ev, H_SAVE, console->history_path);
     }
     el_end(el);
     history_end(hist);
@@ -385,7 +424,7 @@ static int run_tty(console *con)
 }
 
 /* Scripted use: plain lines, no prompt. */
-static int run_pipe(console *con)
+static int run_pipe(hmp_console *console)
 {
     char *line = NULL;
     size_t cap = 0;
@@ -393,7 +432,7 @@ static int run_pipe(console *con)
     int rc = 0;
     while ((len = getline(&line, &cap, stdin)) >= 0) {
         line[strcspn(line, "\r\n")] = '\0';
-        if (!execute(con, line, &rc)) {
+        if (!run_line(console, line, &rc)) {
             break;
         }
     }
@@ -401,19 +440,15 @@ static int run_pipe(console *con)
     return rc;
 }
 
-int qs_client_console(qs_qmpc *c, long cpu)
+int qs_client_console(qs_qmp_client *client, long cpu)
 {
-    console con = { .qmp = c, .cpu = cpu };
+    hmp_console console = { .qmp = client, .cpu = cpu };
     int rc;
     if (isatty(STDIN_FILENO)) {
-        learn_schemas(&con);
-        rc = run_tty(&con);
+        rc = run_tty(&console);
     } else {
-        rc = run_pipe(&con);
+        rc = run_pipe(&console);
     }
-    for (int t = 0; t < QS_TARGET__MAX; t++) {
-        strvec_free(&con.names[t]);
-    }
-    free(con.history_path);
+    free(console.history_path);
     return rc;
 }

@@ -1,5 +1,5 @@
 /*
- * qstats-client-qmp.c - a small blocking QMP client for the qstats program.
+ * qstats-client-qmp.client - a small blocking QMP client for the qstats program.
  *
  * The client needs one request in flight at a time, so a blocking socket
  * and a line buffer are enough: QMP replies are one JSON object per line
@@ -18,10 +18,10 @@
 #include "qs-net.h"
 #include "qstats-client.h"
 
-#define QMPC_TIMEOUT_S 30
-#define QMPC_ID_KEY "id"
+#define REPLY_TIMEOUT_S 30
+#define ID_KEY "id"
 
-struct qs_qmpc {
+struct qs_qmp_client {
     int fd;
     char *spec;
     qs_buf in;            /* received bytes not yet consumed */
@@ -29,48 +29,58 @@ struct qs_qmpc {
     bool lost;
 };
 
-static void mark_lost(qs_qmpc *c, qs_error **errp)
+static void mark_lost(qs_qmp_client *client, qs_error **errp)
 {
-    c->lost = true;
-    qs_error_setg(errp, QS_QMPC_LOST_MSG);
+    client->lost = true;
+    qs_error_setg(errp, QS_QMP_CLIENT_LOST_MSG);
 }
 
-/* Reads one line (without its "\r\n") into a malloc'd string. */
-static char *read_line(qs_qmpc *c, qs_error **errp)
+/* Takes the first line (without its "\r\n") out of `in`, malloc'd; NULL
+ * while no whole line has arrived (nothing before `scanned` ends one). */
+static char *take_line(qs_buf *in, size_t scanned)
 {
+    char *newline = in->len > scanned ? memchr(in->data + scanned, '\n', in->len - scanned)
+                                      : NULL;
+    if (!newline) {
+        return NULL;
+    }
+    size_t n = (size_t)(newline - in->data);
+    char *line = qs_malloc(n + 1);
+    memcpy(line, in->data, n);
+    line[n] = '\0';
+    if (n && line[n - 1] == '\r') {
+        line[n - 1] = '\0';
+    }
+    memmove(in->data, newline + 1, in->len - n - 1);
+    in->len -= n + 1;
+    return line;
+}
+
+/* Reads until a whole line has arrived and returns it. */
+static char *read_line(qs_qmp_client *client, qs_error **errp)
+{
+    qs_buf *in = &client->in;
     size_t scanned = 0;
-    for (;;) {
-        char *nl = c->in.len > scanned ? memchr(c->in.data + scanned, '\n',
-                                                 c->in.len - scanned) : NULL;
-        if (nl) {
-            size_t n = (size_t)(nl - c->in.data);
-            char *line = qs_malloc(n + 1);
-            memcpy(line, c->in.data, n);
-            line[n] = '\0';
-            if (n && line[n - 1] == '\r') {
-                line[n - 1] = '\0';
-            }
-            memmove(c->in.data, nl + 1, c->in.len - n - 1);
-            c->in.len -= n + 1;
-            return line;
-        }
-        scanned = c->in.len;
-        qs_buf_reserve(&c->in, 65536);
-        ssize_t r = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len - 1);
-        if (r < 0 && errno == EINTR) {
+    char *line;
+    while (!(line = take_line(in, scanned))) {
+        scanned = in->len;
+        qs_buf_reserve(in, 65536);
+        ssize_t got = read(client->fd, in->data + in->len, in->cap - in->len - 1);
+        if (got < 0 && errno == EINTR) {
             continue;
         }
-        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            c->lost = true;
-            qs_error_setg(errp, "no answer from qstatsd within %d s", QMPC_TIMEOUT_S);
+        if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            client->lost = true;
+            qs_error_setg(errp, "no answer from qstatsd within %d s", REPLY_TIMEOUT_S);
             return NULL;
         }
-        if (r <= 0) {
-            mark_lost(c, errp);
+        if (got <= 0) {
+            mark_lost(client, errp);
             return NULL;
         }
-        c->in.len += (size_t)r;
+        in->len += (size_t)got;
     }
+    return line;
 }
 
 json_t *qs_client_parse_json(const char *text, size_t flags, json_error_t *jerr)
@@ -85,10 +95,10 @@ json_t *qs_client_parse_json(const char *text, size_t flags, json_error_t *jerr)
 }
 
 /* The next message that is not an event; *text (if asked) gets its line. */
-static json_t *read_reply_text(qs_qmpc *c, char **text, qs_error **errp)
+static json_t *read_reply_text(qs_qmp_client *client, char **text, qs_error **errp)
 {
     for (;;) {
-        char *line = read_line(c, errp);
+        char *line = read_line(client, errp);
         if (!line) {
             return NULL;
         }
@@ -97,8 +107,8 @@ static json_t *read_reply_text(qs_qmpc *c, char **text, qs_error **errp)
         if (!msg || !json_is_object(msg)) {
             free(line);
             json_decref(msg);
-            c->lost = true;
-            qs_error_setg(errp, "invalid message from %s", c->spec);
+            client->lost = true;
+            qs_error_setg(errp, "invalid message from %s", client->spec);
             return NULL;
         }
         if (!json_object_get(msg, "event")) {
@@ -114,88 +124,90 @@ static json_t *read_reply_text(qs_qmpc *c, char **text, qs_error **errp)
     }
 }
 
-static json_t *read_reply(qs_qmpc *c, qs_error **errp)
+static json_t *read_reply(qs_qmp_client *client, qs_error **errp)
 {
-    return read_reply_text(c, NULL, errp);
+    return read_reply_text(client, NULL, errp);
 }
 
-static bool send_all(qs_qmpc *c, const char *data, size_t len, qs_error **errp)
+static bool send_all(qs_qmp_client *client, const char *data, size_t len, qs_error **errp)
 {
     while (len) {
-        ssize_t w = send(c->fd, data, len, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR) {
+        ssize_t sent = send(client->fd, data, len, MSG_NOSIGNAL);
+        if (sent < 0 && errno == EINTR) {
             continue;
         }
-        if (w <= 0) {
-            mark_lost(c, errp);
+        if (sent <= 0) {
+            mark_lost(client, errp);
             return false;
         }
-        data += w;
-        len -= (size_t)w;
+        data += sent;
+        len -= (size_t)sent;
     }
     return true;
 }
 
-json_t *qs_qmpc_request(qs_qmpc *c, json_t *req, qs_error **errp)
+/* Sends req as one line; false (and the connection lost) if it cannot. */
+static bool send_request(qs_qmp_client *client, const json_t *req, qs_error **errp)
 {
-    if (c->lost) {
-        mark_lost(c, errp);
-        return NULL;
-    }
-    json_t *want_id = NULL;
-    bool ours = false;
-    if (json_is_object(req)) {
-        want_id = json_object_get(req, QMPC_ID_KEY);
-        if (!want_id) {
-            json_object_set_new(req, QMPC_ID_KEY, json_integer(c->next_id++));
-            want_id = json_object_get(req, QMPC_ID_KEY);
-            ours = true;
-        }
+    if (client->lost) {
+        mark_lost(client, errp);
+        return false;
     }
     char *text = json_dumps(req, JSON_COMPACT | JSON_ENCODE_ANY);
-    bool ok = text && send_all(c, text, strlen(text), errp);
+    bool ok = text && send_all(client, text, strlen(text), errp);
     free(text);
-    while (ok) {
-        json_t *reply = read_reply(c, errp);
+    return ok;
+}
+
+/* The reply with this id, skipping replies to others; with no id (the
+ * request was not an object, so its reply cannot carry one) the first. */
+static json_t *read_reply_to(qs_qmp_client *client, const json_t *want_id, qs_error **errp)
+{
+    for (;;) {
+        json_t *reply = read_reply(client, errp);
         if (!reply) {
-            break;
+            return NULL;
         }
-        json_t *id = json_object_get(reply, QMPC_ID_KEY);
-        /* Replies to non-objects (and parse errors) carry no id. */
+        json_t *id = json_object_get(reply, ID_KEY);
         if (!want_id || (id && json_equal(id, want_id))) {
-            if (ours) {
-                json_object_del(reply, QMPC_ID_KEY);
-                json_object_del(req, QMPC_ID_KEY);
-            }
             return reply;
         }
         json_decref(reply);
     }
-    if (ours) {
-        json_object_del(req, QMPC_ID_KEY);
-    }
-    return NULL;
 }
 
-json_t *qs_qmpc_request_text(qs_qmpc *c, const json_t *req, char **text, qs_error **errp)
+json_t *qs_qmp_client_request(qs_qmp_client *client, json_t *req, qs_error **errp)
 {
-    if (c->lost) {
-        mark_lost(c, errp);
-        return NULL;
+    bool our_id = json_is_object(req) && !json_object_get(req, ID_KEY);
+    if (our_id) {
+        json_object_set_new(req, ID_KEY, json_integer(client->next_id++));
     }
-    char *out = json_dumps(req, JSON_COMPACT | JSON_ENCODE_ANY);
-    bool ok = out && send_all(c, out, strlen(out), errp);
-    free(out);
-    return ok ? read_reply_text(c, text, errp) : NULL;
+    const json_t *want_id = json_is_object(req) ? json_object_get(req, ID_KEY) : NULL;
+    json_t *reply = send_request(client, req, errp) ? read_reply_to(client, want_id, errp)
+                                                    : NULL;
+    if (our_id) {
+        /* The caller sees neither request nor reply with an id it did not give. */
+        json_object_del(req, ID_KEY);
+        if (reply) {
+            json_object_del(reply, ID_KEY);
+        }
+    }
+    return reply;
 }
 
-json_t *qs_qmpc_call(qs_qmpc *c, const char *cmd, json_t *args, qs_error **errp)
+json_t *qs_qmp_client_request_text(qs_qmp_client *client, const json_t *req, char **text,
+                                   qs_error **errp)
+{
+    return send_request(client, req, errp) ? read_reply_text(client, text, errp) : NULL;
+}
+
+json_t *qs_qmp_client_call(qs_qmp_client *client, const char *cmd, json_t *args, qs_error **errp)
 {
     json_t *req = json_pack("{s:s}", "execute", cmd);
     if (args) {
         json_object_set_new(req, "arguments", args);
     }
-    json_t *reply = qs_qmpc_request(c, req, errp);
+    json_t *reply = qs_qmp_client_request(client, req, errp);
     json_decref(req);
     if (!reply) {
         return NULL;
@@ -212,71 +224,71 @@ json_t *qs_qmpc_call(qs_qmpc *c, const char *cmd, json_t *args, qs_error **errp)
     return ret;
 }
 
-static bool handshake(qs_qmpc *c, qs_error **errp)
+static bool handshake(qs_qmp_client *client, qs_error **errp)
 {
-    json_t *greeting = read_reply(c, errp);
+    json_t *greeting = read_reply(client, errp);
     if (!greeting) {
         return false;
     }
     bool is_qmp = json_object_get(greeting, "QMP") != NULL;
     json_decref(greeting);
     if (!is_qmp) {
-        qs_error_setg(errp, "%s is not a QMP server", c->spec);
+        qs_error_setg(errp, "%s is not a QMP server", client->spec);
         return false;
     }
-    json_t *ret = qs_qmpc_call(c, "qmp_capabilities", NULL, errp);
+    json_t *ret = qs_qmp_client_call(client, "qmp_capabilities", NULL, errp);
     json_decref(ret);
     return ret != NULL;
 }
 
-qs_qmpc *qs_qmpc_connect(const char *spec, qs_error **errp)
+qs_qmp_client *qs_qmp_client_connect(const char *spec, qs_error **errp)
 {
     int fd = qs_connect(spec, errp);
     if (fd < 0) {
         return NULL;
     }
-    struct timeval tv = { .tv_sec = QMPC_TIMEOUT_S };
+    struct timeval tv = { .tv_sec = REPLY_TIMEOUT_S };
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    qs_qmpc *c = qs_calloc(1, sizeof(*c));
-    c->fd = fd;
-    c->spec = qs_strdup(spec);
-    c->next_id = 1;
-    qs_buf_init(&c->in);
-    if (!handshake(c, errp)) {
-        qs_qmpc_close(c);
+    qs_qmp_client *client = qs_calloc(1, sizeof(*client));
+    client->fd = fd;
+    client->spec = qs_strdup(spec);
+    client->next_id = 1;
+    qs_buf_init(&client->in);
+    if (!handshake(client, errp)) {
+        qs_qmp_client_close(client);
         return NULL;
     }
-    return c;
+    return client;
 }
 
-void qs_qmpc_close(qs_qmpc *c)
+void qs_qmp_client_close(qs_qmp_client *client)
 {
-    if (!c) {
+    if (!client) {
         return;
     }
-    close(c->fd);
-    qs_buf_free(&c->in);
-    free(c->spec);
-    free(c);
+    close(client->fd);
+    qs_buf_free(&client->in);
+    free(client->spec);
+    free(client);
 }
 
-const char *qs_qmpc_spec(const qs_qmpc *c)
+const char *qs_qmp_client_spec(const qs_qmp_client *client)
 {
-    return c->spec;
+    return client->spec;
 }
 
-bool qs_qmpc_lost(const qs_qmpc *c)
+bool qs_qmp_client_lost(const qs_qmp_client *client)
 {
-    return c->lost;
+    return client->lost;
 }
 
-char *qs_client_hmp(qs_qmpc *c, const char *line, long cpu, qs_error **errp)
+char *qs_client_hmp(qs_qmp_client *client, const char *line, long cpu, qs_error **errp)
 {
     json_t *args = json_pack("{s:s}", "command-line", line);
     if (cpu >= 0) {
         json_object_set_new(args, "cpu-index", json_integer(cpu));
     }
-    json_t *ret = qs_qmpc_call(c, "human-monitor-command", args, errp);
+    json_t *ret = qs_qmp_client_call(client, "human-monitor-command", args, errp);
     if (!ret) {
         return NULL;
     }

@@ -38,7 +38,8 @@ static void usage(FILE *f)
           "  -d, --delay SECONDS  refresh interval (default 2)\n"
           "  -o, --sort KEY       rate (default), total or name\n"
           "  -f, --filter REGEX   only stats whose name matches (POSIX extended)\n"
-          "  -p, --provider P     only provider P (kvm, balloon, cryptodev)\n"
+          "  -p, --provider P     only provider P (a StatsProvider name such as kvm or\n"
+          "                       balloon; all: every provider)\n"
           "  -c, --vcpu N|all     vCPU statistics of the N-th vCPU, or summed over all\n"
           "                       (peaks: the maximum)\n"
           "  -z, --skip-zero      top/--once: hide stats whose value and rate are 0;\n"
@@ -91,11 +92,11 @@ static char *join_hmp_line(int argc, char **argv)
     return qs_buf_steal(&b);
 }
 
-static int run_hmp_line(qs_qmpc *c, int argc, char **argv, long cpu)
+static int run_hmp_line(qs_qmp_client *client, int argc, char **argv, long cpu)
 {
     char *line = join_hmp_line(argc, argv);
     qs_error *err = NULL;
-    char *out = qs_client_hmp(c, line, cpu, &err);
+    char *out = qs_client_hmp(client, line, cpu, &err);
     free(line);
     if (!out) {
         qs_client_report(err);
@@ -145,7 +146,7 @@ static json_t *build_qmp_request(int argc, char **argv)
     return req;
 }
 
-static int run_qmp(qs_qmpc *c, int argc, char **argv)
+static int run_qmp(qs_qmp_client *client, int argc, char **argv)
 {
     if (argc < 1 || argc > 2) {
         fprintf(stderr, QS_CLIENT_NAME ": qmp needs one JSON command\n");
@@ -157,7 +158,7 @@ static int run_qmp(qs_qmpc *c, int argc, char **argv)
     }
     qs_error *err = NULL;
     char *text = NULL;
-    json_t *reply = qs_qmpc_request_text(c, req, &text, &err);
+    json_t *reply = qs_qmp_client_request_text(client, req, &text, &err);
     json_decref(req);
     if (!reply) {
         qs_client_report(err);
@@ -170,13 +171,13 @@ static int run_qmp(qs_qmpc *c, int argc, char **argv)
     return rc;
 }
 
-typedef struct client_opts {
+typedef struct client_options {
     const char *socket;
     long cpu;
-} client_opts;
+} client_options;
 
 /* Returns the index of the command word, or -1 after printing why not. */
-static int parse_global(int argc, char **argv, client_opts *o, int *exit_rc)
+static int parse_global_options(int argc, char **argv, client_options *options, int *exit_rc)
 {
     static const struct option longopts[] = {
         { "socket", required_argument, NULL, 's' },
@@ -190,11 +191,11 @@ static int parse_global(int argc, char **argv, client_opts *o, int *exit_rc)
     while ((opt = getopt_long(argc, argv, "+s:c:hV", longopts, NULL)) != -1) {
         switch (opt) {
         case 's':
-            o->socket = optarg;
+            options->socket = optarg;
             break;
         case 'c':
-            o->cpu = strtol(optarg, &end, 10);
-            if (*end || o->cpu < 0) {
+            options->cpu = strtol(optarg, &end, 10);
+            if (*end || options->cpu < 0) {
                 fprintf(stderr, QS_CLIENT_NAME ": invalid CPU index %s\n", optarg);
                 return -1;
             }
@@ -216,50 +217,58 @@ static int parse_global(int argc, char **argv, client_opts *o, int *exit_rc)
         fprintf(stderr, QS_CLIENT_NAME ": missing command (try --help)\n");
         return -1;
     }
-    if (!o->socket && !(o->socket = getenv("QSTATS_SOCKET"))) {
+    if (!options->socket && !(options->socket = getenv("QSTATS_SOCKET"))) {
         fprintf(stderr, QS_CLIENT_NAME ": no socket given (-s SOCKET)\n");
         return -1;
     }
     return optind;
 }
 
+/* The mode the command word names (argv[0]), on a connected client;
+ * returns the exit status. */
+static int run_command(qs_qmp_client *client, qs_top *top, int argc, char **argv, long cpu)
+{
+    if (top) {
+        return qs_top_run(top, client);
+    }
+    if (strcmp(argv[0], "hmp") == 0) {
+        return qs_client_console(client, cpu);
+    }
+    if (strcmp(argv[0], "qmp") == 0) {
+        return run_qmp(client, argc - 1, argv + 1);
+    }
+    return run_hmp_line(client, argc, argv, cpu);
+}
+
 int main(int argc, char **argv)
 {
-    client_opts o = { .cpu = -1 };
+    client_options options = { .cpu = -1 };
     int rc = EXIT_USAGE;
-    int cmd = parse_global(argc, argv, &o, &rc);
-    if (cmd < 0) {
+    int command = parse_global_options(argc, argv, &options, &rc);
+    if (command < 0) {
         return rc;
     }
-    const char *word = argv[cmd];
+    const char *word = argv[command];
     qs_top *top = NULL;
-    if (strcmp(word, "top") == 0 && !(top = qs_top_new(argc - cmd, argv + cmd, &rc))) {
+    if (strcmp(word, "top") == 0 && !(top = qs_top_new(argc - command, argv + command, &rc))) {
         if (rc == 0) {
             usage(stdout);
         }
         return rc;
     }
-    if (strcmp(word, "hmp") == 0 && cmd + 1 != argc) {
+    if (strcmp(word, "hmp") == 0 && command + 1 != argc) {
         fprintf(stderr, QS_CLIENT_NAME ": hmp takes no arguments\n");
         return EXIT_USAGE;
     }
     qs_error *err = NULL;
-    qs_qmpc *c = qs_qmpc_connect(o.socket, &err);
-    if (!c) {
+    qs_qmp_client *client = qs_qmp_client_connect(options.socket, &err);
+    if (!client) {
         qs_client_report(err);
         qs_top_free(top);
         return 1;
     }
-    if (strcmp(word, "hmp") == 0) {
-        rc = qs_client_console(c, o.cpu);
-    } else if (strcmp(word, "qmp") == 0) {
-        rc = run_qmp(c, argc - cmd - 1, argv + cmd + 1);
-    } else if (top) {
-        rc = qs_top_run(top, c);
-        qs_top_free(top);
-    } else {
-        rc = run_hmp_line(c, argc - cmd, argv + cmd, o.cpu);
-    }
-    qs_qmpc_close(c);
+    rc = run_command(client, top, argc - command, argv + command, options.cpu);
+    qs_top_free(top);
+    qs_qmp_client_close(client);
     return rc;
 }

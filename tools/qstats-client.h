@@ -5,7 +5,8 @@
  *   qstats-client.c          main: options, one-shot HMP lines and raw QMP
  *   qstats-client-qmp.c      a small blocking QMP client (unix or tcp)
  *   qstats-client-console.c  the interactive HMP console (libedit)
- *   qstats-client-top.c      the live `top` view and its batch modes
+ *   qstats-client-top*.c     `top`: a live view and batch modes
+ *                            (its parts: qstats-client-top.h)
  *
  * The client talks to qstatsd only through QMP, exactly as it would talk to
  * QEMU, so everything it shows comes from query-stats, query-stats-schemas
@@ -23,116 +24,57 @@
 
 /* ---- QMP client ---------------------------------------------------------- */
 
-typedef struct qs_qmpc qs_qmpc;
+typedef struct qs_qmp_client qs_qmp_client;
 
 /* Connects to "PATH", "unix:PATH" or "tcp:HOST:PORT", reads the greeting and
  * negotiates capabilities.  Error texts: "cannot connect to SPEC: <strerror>",
  * "SPEC is not a QMP server", ... */
-qs_qmpc *qs_qmpc_connect(const char *spec, qs_error **errp);
-void qs_qmpc_close(qs_qmpc *c);
-const char *qs_qmpc_spec(const qs_qmpc *c);
+qs_qmp_client *qs_qmp_client_connect(const char *spec, qs_error **errp);
+void qs_qmp_client_close(qs_qmp_client *client);
+const char *qs_qmp_client_spec(const qs_qmp_client *client);
 
 /* Sends one request (any JSON value; an "id" is added to objects that lack
  * one) and returns the matching reply object (new reference), skipping
- * events.  NULL + errp when the transport fails; qs_qmpc_lost() then tells
+ * events.  NULL + errp when the transport fails; qs_qmp_client_lost() then tells
  * whether the daemon went away. */
-json_t *qs_qmpc_request(qs_qmpc *c, json_t *req, qs_error **errp);
+json_t *qs_qmp_client_request(qs_qmp_client *client, json_t *req, qs_error **errp);
 
 /* Sends req exactly as given (no id added) and returns the first reply
  * that is not an event, parsed, with its exact text in *text (malloc'd):
  * numbers above INT64_MAX survive only in the text. */
-json_t *qs_qmpc_request_text(qs_qmpc *c, const json_t *req, char **text, qs_error **errp);
+json_t *qs_qmp_client_request_text(qs_qmp_client *client, const json_t *req, char **text,
+                                   qs_error **errp);
 
 /* json_loads that also takes integers above INT64_MAX (as reals). */
 json_t *qs_client_parse_json(const char *text, size_t flags, json_error_t *jerr);
 
 /* Runs `cmd` with `args` (stolen; may be NULL) and returns the "return"
  * value (new reference), or NULL + errp with the error reply's "desc". */
-json_t *qs_qmpc_call(qs_qmpc *c, const char *cmd, json_t *args, qs_error **errp);
+json_t *qs_qmp_client_call(qs_qmp_client *client, const char *cmd, json_t *args, qs_error **errp);
 
 /* true once the connection is gone (EOF, reset, timeout). */
-bool qs_qmpc_lost(const qs_qmpc *c);
+bool qs_qmp_client_lost(const qs_qmp_client *client);
 
 /* The text of "connection lost", shared so that every mode says the same. */
-#define QS_QMPC_LOST_MSG "connection to qstatsd lost"
+#define QS_QMP_CLIENT_LOST_MSG "connection to qstatsd lost"
 
 /* Runs one HMP line through human-monitor-command; cpu < 0 omits
  * cpu-index.  Returns the output with "\r\n" turned into "\n" (malloc'd). */
-char *qs_client_hmp(qs_qmpc *c, const char *line, long cpu, qs_error **errp);
+char *qs_client_hmp(qs_qmp_client *client, const char *line, long cpu, qs_error **errp);
 
 /* ---- modes ---------------------------------------------------------------- */
 
 /* Each returns the process exit status. */
 /* The interactive console; cpu < 0: the daemon's default CPU. */
-int qs_client_console(qs_qmpc *c, long cpu);
+int qs_client_console(qs_qmp_client *client, long cpu);
 
 /* `top`: options are parsed before connecting, so that usage errors need
  * no daemon.  qs_top_new returns NULL with *exit_rc set when the program
  * should exit (bad options, --help). */
 typedef struct qs_top qs_top;
 qs_top *qs_top_new(int argc, char **argv, int *exit_rc);
-int qs_top_run(qs_top *t, qs_qmpc *c);
-void qs_top_free(qs_top *t);
-
-/* ---- top's model (qstats-client-topstats.c) -------------------------------
- * Rows come from query-stats-schemas (one per provider/target/stat); a
- * sample is one query-stats per target, stored densely per row and per
- * instance (vCPU, or the VM), instances sorted by qom-path in version
- * order.  Aggregates are computed from the last two samples for any vCPU
- * selection, so switching the selection needs no new sample. */
-
-typedef struct qs_top_row {
-    char *name;
-    char *column;              /* CSV column: the name, qualified if ambiguous */
-    char *provider;
-    qs_target target;
-    qs_stat_type type;
-    qs_unit unit;
-    int base, exponent;
-    unsigned bucket_size;
-    size_t width;              /* values per instance, learnt from samples */
-} qs_top_row;
-
-typedef struct qs_top_sample {
-    double mono, wall;         /* seconds: CLOCK_MONOTONIC, CLOCK_REALTIME */
-    char **paths[QS_TARGET__MAX];
-    size_t ninst[QS_TARGET__MAX];
-    uint64_t **v;              /* per row: ninst * width values */
-    unsigned char **have;      /* per row: ninst flags */
-} qs_top_sample;
-
-typedef struct qs_top_model {
-    qs_top_row *rows;
-    size_t nrows;
-    size_t *index;             /* rows sorted by (provider, target, name) */
-    qs_top_sample cur, prev;
-    bool have_cur, have_prev;
-    unsigned generation;       /* bumped whenever the rows are rebuilt */
-} qs_top_model;
-
-typedef struct qs_top_agg {
-    bool present;              /* some selected instance has the stat */
-    double value;              /* raw units: sum (peak: max), trues, or count */
-    bool has_rate;
-    double rate;               /* per second; histograms: samples per second */
-    unsigned ntrue, ninst;     /* booleans */
-    bool has_dist;             /* histograms: mean/p50/p99 below are valid */
-    double mean, p50, p99;     /* raw units */
-} qs_top_agg;
-
-void qs_top_model_init(qs_top_model *m);
-void qs_top_model_destroy(qs_top_model *m);
-bool qs_top_model_load(qs_top_model *m, qs_qmpc *c, qs_error **errp);
-/* Takes a new sample (the previous one becomes `prev`). */
-bool qs_top_model_sample(qs_top_model *m, qs_qmpc *c, qs_error **errp);
-/* Row index of (provider, target, name), or -1. */
-long qs_top_model_find(const qs_top_model *m, const char *provider, qs_target t,
-                       const char *name);
-/* vcpu < 0: every instance; otherwise the vcpu-th vCPU (vcpu rows only). */
-void qs_top_model_agg(const qs_top_model *m, size_t row, long vcpu, qs_top_agg *out);
-bool qs_top_is_hist(qs_stat_type t);
-/* Value in raw units scaled by unit: "12.3 ms", "1.5 GiB", "1234", "1.2M". */
-void qs_top_format(char *buf, size_t len, const qs_top_row *r, double raw, bool rate);
+int qs_top_run(qs_top *top, qs_qmp_client *client);
+void qs_top_free(qs_top *top);
 
 /* Prints "qstats: MSG" on stderr and frees err. */
 void qs_client_report(qs_error *err);

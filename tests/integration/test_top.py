@@ -1,7 +1,7 @@
 """The interactive parts of the `qstats` client, driven on a real terminal
 (tmux: send-keys, capture-pane) against a real qstatsd: console completion
-(commands, stat names learnt from the schemas, QOM paths), `cpu N`,
-history and Ctrl-D; `top` on a recorded VM whose guest the test keeps
+(commands, stat names learnt from the schemas, the providers the daemon has
+stats from at the time of Tab, QOM paths), `cpu N`, history and Ctrl-D; `top` on a recorded VM whose guest the test keeps
 running (positive rates, the o/f/v/p/s keys change the screen, resizes
 redraw, `q`, SIGTERM, Ctrl-C and a dying daemon all leave the alternate
 screen and restore the shell), histogram count/mean/p50/p99 of the last
@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 
-from qstest import Daemon, recording, run_module, skip
+from qstest import RECORDED, Daemon, recording, run_module, skip
 from test_client import QSTATS, fixture_daemon
 
 STATUS_KEYS = "o sort  f filter  v vcpu  p provider  s interval  q quit"
@@ -72,6 +72,13 @@ class Pane:
 
     def wait_text(self, text, timeout=15):
         return self.wait(lambda s: text in s, repr(text), timeout)
+
+    def complete(self, typed, want):
+        """Types `typed` at the console, presses Tab and waits until the
+        prompt line reads `want` (the console's line after its prompt)."""
+        self.type(typed)
+        self.keys("Tab")
+        return self.wait(lambda s: prompt_line(s) == "(qstats) " + want, repr(want))
 
     def program_pid(self):
         shell = int(self.fmt("#{pane_pid}"))
@@ -153,12 +160,9 @@ def test_console_completes_keeps_the_cpu_has_history_and_ends_on_ctrl_d():
         p = Pane([QSTATS, "-s", d.qmp_path, "hmp"])
         try:
             p.wait_text("(qstats)")
-            p.type("info st")
-            p.keys("Tab")
-            p.wait(lambda s: prompt_line(s) == "(qstats) info stats", "info stats")
-            p.type("vcpu halt_ex")           # a stat name learnt from the schemas
-            p.keys("Tab")
-            p.wait(lambda s: prompt_line(s) == "(qstats) info stats vcpu halt_exits", "stat")
+            p.complete("info st", "info stats")
+            # a stat name learnt from the schemas
+            p.complete("vcpu halt_ex", "info stats vcpu halt_exits")
             p.keys("Enter")
             p.wait_text("    halt_exits (cumulative): 100")
             p.type("info stats vcpu halt_wa")    # ambiguous: the candidates are listed
@@ -170,28 +174,73 @@ def test_console_completes_keeps_the_cpu_has_history_and_ends_on_ctrl_d():
                 p.type(line)
                 p.keys("Enter")
             p.wait_text("    exits (cumulative): 400")        # vCPU 1's value
-            p.type("qom-get /mach")
-            p.keys("Tab")
-            p.wait(lambda s: prompt_line(s) == "(qstats) qom-get /machine/", "path")
-            p.type("u")                         # unattached, not peripheral*
-            p.keys("Tab")
-            p.wait(lambda s: prompt_line(s) == "(qstats) qom-get /machine/unattached/", "dir")
-            p.type("device[1")
-            p.keys("Tab")
-            p.type("st")
-            p.keys("Tab")
-            want = "(qstats) qom-get /machine/unattached/device[1] stats-id"
-            p.wait(lambda s: prompt_line(s) == want, "property")
+            p.complete("qom-get /mach", "qom-get /machine/")
+            p.complete("u", "qom-get /machine/unattached/")     # unattached, not peripheral*
+            p.complete("device[1", "qom-get /machine/unattached/device[1]")
+            line = "qom-get /machine/unattached/device[1] stats-id"
+            p.complete("st", line)
             p.keys("Enter")
             p.wait_text('"kvm-5884/vcpu-1"')
             p.keys("Up")
-            p.wait(lambda s: prompt_line(s) == want, "history")
+            p.wait(lambda s: prompt_line(s) == "(qstats) " + line, "history")
             p.keys("C-u", "C-d")
             p.wait_text("EXIT=0")
             with open(os.path.join(p.home, ".qstats_history")) as f:
                 assert "info\\040stats\\040vcpu\\040exits" in f.read()
         finally:
             p.close()
+
+
+def providers_with_stats(q, target):
+    return sorted({s["provider"] for s in q.ok("query-stats-schemas", {})
+                   if s["target"] == target and s["stats"]})
+
+
+def hand_over(q, path, target, qom_path=None):
+    """A VMM's stats fd for the kvm provider, as add-stats-fd takes it."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert q.cmd("getfd", {"fdname": "f"}, fds=[fd]) == {"return": {}}
+    finally:
+        os.close(fd)
+    args = {"fdname": "f", "provider": "kvm", "target": target}
+    if qom_path:
+        args["qom-path"] = qom_path
+    assert q.cmd("add-stats-fd", args) == {"return": {}}
+
+
+def test_console_completes_the_providers_the_daemon_has_stats_from_at_each_tab():
+    # Providers are names, not a closed list: the console offers those
+    # query-stats-schemas has for the target when Tab is pressed, never a
+    # StatsProvider value with no stats (sched, cryptodev here).
+    tmp = tempfile.mkdtemp(prefix="qstats-providers-")
+    d = Daemon("--balloon", "unix:" + os.path.join(tmp, "b.sock"), no_vm=True)
+    p = Pane([QSTATS, "-s", d.qmp_path, "hmp"])
+    try:
+        q = d.qmp()
+        p.wait_text("(qstats)")
+        assert providers_with_stats(q, "vm") == ["balloon"]
+        p.complete("info stats vm * ", "info stats vm * balloon")    # the one with VM stats
+        p.keys("C-u")
+        # a VMM hands over its stats fds while the console runs
+        hand_over(q, os.path.join(RECORDED, "vm.bin"), "vm")
+        hand_over(q, os.path.join(RECORDED, "vcpu0.bin"), "vcpu", "/machine/unattached/device[0]")
+        assert providers_with_stats(q, "vm") == ["balloon", "kvm"]
+        assert providers_with_stats(q, "vcpu") == ["kvm"]
+        p.type("info stats vm * ")
+        p.keys("Tab")
+        s = p.wait(lambda s: re.search(r"^balloon +kvm *$", s, re.M), "both providers listed")
+        assert "sched" not in s and "cryptodev" not in s, s
+        p.keys("C-u")
+        p.complete("info stats vcpu exits ", "info stats vcpu exits kvm")
+        p.keys("Enter")
+        p.wait_text("    exits (cumulative): " +
+                    str(recording.StatsFile.load(os.path.join(RECORDED, "vcpu0.bin")).get("exits")))
+        q.close()
+    finally:
+        p.close()
+        d.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_console_on_a_terminal_reports_a_daemon_that_went_away():
@@ -386,6 +435,13 @@ def test_histograms_show_count_mean_and_percentiles_of_the_last_interval():
             assert dist == "mean 24 ns  p50 24 ns  p99 31.8 ns", dist
             assert 85 < count(rate) * 2.5 < 115, rate          # 100 samples in ~2.5 s
             assert row(parse_top(s)[1], "size_hist")[4] == "-"     # nothing new there
+            # below a nanosecond, core's unit steps go on to picoseconds:
+            # 100 samples in log2 bucket 1, [0, 1) ns
+            wait[0] = 100
+            os.pwrite(fd, recording.build(HIST_DESCS, hist_values(wait)), 0)
+            s = p.wait(lambda s: row(parse_top(s)[1], "wait_hist")[2] == "300", "sub-ns samples")
+            dist = row(parse_top(s)[1], "wait_hist")[4]
+            assert dist == "mean 500 ps  p50 500 ps  p99 990 ps", dist
             p.keys("q")
             p.wait_text("EXIT=0")
         finally:
@@ -395,12 +451,12 @@ def test_histograms_show_count_mean_and_percentiles_of_the_last_interval():
 
 # ---- batch modes ------------------------------------------------------------------
 
-SECONDS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+SECONDS = {"ps": 1e-12, "ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 
 def seconds(text):
     """A time as top shows it ("12.6 ms") in seconds."""
-    m = re.fullmatch(r"([\d.]+) (ns|us|ms|s)", text)
+    m = re.fullmatch(r"([\d.]+) (ps|ns|us|ms|s)", text)
     assert m, text
     return float(m[1]) * SECONDS[m[2]]
 
@@ -436,7 +492,7 @@ def test_once_and_log_on_a_running_recorded_vm():
     header, rows, _ = parse_top(once.stdout)
     assert "interval: 1s" in header and "vcpu: all of 2" in header, header
     assert count(row(rows, "exits")[3]) > 0 and count(row(rows, "halt_exits")[3]) > 0
-    assert re.fullmatch(r"[\d.]+ (ns|us|ms|s)/s", row(rows, "halt_wait_ns")[3])
+    assert re.fullmatch(r"[\d.]+ (ps|ns|us|ms|s)/s", row(rows, "halt_wait_ns")[3])
     # every halt of the guest fell in one bucket [lo, hi): the mean and
     # median of the interval are its midpoint, p99 is 99% of the way through
     lo, hi = grown_log2_bucket(before, after)
