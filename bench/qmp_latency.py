@@ -30,7 +30,9 @@ and markdown with --markdown) say which parts ran, why a part did not, the
 host, and the machine's load while measuring.
 
 The client keeps one socket per server and reads raw lines (no JSON parsing
-inside the timed region), so its own cost is a few microseconds.
+inside the timed region).  Its cost and the kernel's wake-ups are in every
+latency of both servers alike (most of the floor's round trip); CPU time per
+request is the server's own.
 
 Usage: bench/qmp_latency.py --build build [--recorded 2,16,64,1024]
          [--smp 1,4,8,16,64] [--big 1024] [--requests 200] [--idle-seconds 3]
@@ -412,12 +414,12 @@ def markdown(results):
         "- hot path in-process (query_bench): **%s**" % p["hotpath"],
         "- callgrind instruction counts: **%s**" % p["callgrind"], "",
         "Load: this machine (%d CPUs) may be shared with other work. Load average "
-        "(1/5/15 min) %s. CPU busy over all CPUs while measuring, this benchmark's "
-        "client and servers included: %s. Requests are interleaved one for one "
+        "(1/5/15 min) %s. Share of all CPUs busy while measuring: %s. Requests are interleaved one for one "
         "(who goes first alternates), so load hits both servers of a pair alike: "
         "the ratios are the figures to compare; absolute times vary with the load." % (
             h["cpus"], "; ".join("%s: %s" % (k, v) for k, v in load.items()),
-            "; ".join("%s %.0f%%" % (k, v) for k, v in h["busy_pct"].items()) or "n/a"), "",
+            "; ".join("%s %.0f%%, of which %.0f%% other work than this benchmark" % (
+                k, v["busy_pct"], v["others_pct"]) for k, v in h["cpu_use"].items()) or "n/a"), "",
         "%d timed requests per query and server after %d warm-up." % (h["requests"], h["warmup"]),
     ]
     if results["floor_runs"]:
@@ -428,8 +430,11 @@ def markdown(results):
                   "preads the same stats files (the VM's for target vm, every vCPU's for "
                   "target vcpu, none for schemas and query-name) and sends qstatsd's own "
                   "reply bytes, with no JSON parsing or encoding. A ratio of 1x would "
-                  "mean qstatsd costs nothing beyond the syscalls and the bytes. This "
-                  "part runs the same with or without /dev/kvm.", "",
+                  "mean qstatsd costs nothing beyond the syscalls and the bytes. "
+                  "Latency is a round trip from the same Python client, whose own cost "
+                  "and the kernel's wake-ups are in both columns alike; CPU per request "
+                  "is the server's own (all its threads). This part runs the same with "
+                  "or without /dev/kvm.", "",
                   floor_tables(results["floor_runs"])]
     lines += ["", "## With KVM: QEMU against qstatsd's micro-VM", ""]
     if results["qemu_runs"] and p["qemu"].startswith("not run"):
@@ -477,17 +482,25 @@ def loadavg():
         return " ".join(f.read().split()[:3])
 
 
-def cpu_ticks():
-    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+def cpu_sample():
+    """(busy, total) jiffies of the whole machine from /proc/stat, and the
+    CPU seconds of this benchmark: the client and its reaped children (every
+    server of a finished run)."""
     with open("/proc/stat") as f:
         v = [int(x) for x in f.readline().split()[1:]]
     idle = v[3] + (v[4] if len(v) > 4 else 0)
-    return sum(v) - idle, sum(v)
+    t = os.times()
+    return sum(v) - idle, sum(v), t.user + t.system + t.children_user + t.children_system
 
 
-def busy_since(t0):
-    b1, t1 = cpu_ticks()
-    return 100.0 * (b1 - t0[0]) / max(1, t1 - t0[1])
+def machine_use(t0):
+    """% of all CPUs busy since t0, and the part of it that was not this
+    benchmark (other work on a shared machine)."""
+    b1, t1, own1 = cpu_sample()
+    total = max(1, t1 - t0[1])
+    busy = 100.0 * (b1 - t0[0]) / total
+    own = 100.0 * (own1 - t0[2]) * CLK_TCK / total
+    return {"busy_pct": busy, "others_pct": max(0.0, busy - own)}
 
 
 def host_info(args):
@@ -518,7 +531,7 @@ def host_info(args):
         "requests": args.requests,
         "warmup": args.warmup,
         "load": load,
-        "busy_pct": {},
+        "cpu_use": {},
     }
 
 
@@ -601,7 +614,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="qs-bench-") as tmp:
         for part, nvcpus, with_qemu in plan:
             if part not in busy:
-                busy[part] = cpu_ticks()
+                busy[part] = cpu_sample()
                 if part != "floor":
                     results["host"]["load"]["%s part start" % part] = loadavg()
             print("== %s: %d vCPUs%s" % (
@@ -618,7 +631,7 @@ def main():
                         with open(os.path.join(tmp, log), errors="replace") as f:
                             print("%s: %s" % (log, f.read()[-2000:]), file=sys.stderr)
                 raise RuntimeError("%s, %d vCPUs: %s" % (part, nvcpus, e)) from e
-            results["host"]["busy_pct"][part + " part"] = busy_since(busy[part])
+            results["host"]["cpu_use"][part + " part"] = machine_use(busy[part])
     results["host"]["load"]["end"] = loadavg()
     text = markdown(results)
     print(text)
