@@ -314,7 +314,7 @@ def ratio(a, b):
 def x(a, b):
     """a/b as "12x", "1.4x" or "0.35x": two significant digits below 10."""
     r = ratio(a, b)
-    return "%.0fx" % r if r >= 10 else "%.1fx" % r if r >= 1 else "%.2fx" % r
+    return "%.0fx" % r if r >= 9.95 else "%.1fx" % r if r >= 0.995 else "%.2fx" % r
 
 
 def us(ms):
@@ -416,7 +416,8 @@ def markdown(results):
         "Load: this machine (%d CPUs) may be shared with other work. Load average "
         "(1/5/15 min) %s. Share of all CPUs busy while measuring: %s. Requests are interleaved one for one "
         "(who goes first alternates), so load hits both servers of a pair alike: "
-        "the ratios are the figures to compare; absolute times vary with the load." % (
+        "the ratios are the figures to compare; absolute times vary with the load and "
+        "with where the scheduler places client and server (same CPU or not)." % (
             h["cpus"], "; ".join("%s: %s" % (k, v) for k, v in load.items()),
             "; ".join("%s %.0f%%, of which %.0f%% other work than this benchmark" % (
                 k, v["busy_pct"], v["others_pct"]) for k, v in h["cpu_use"].items()) or "n/a"), "",
