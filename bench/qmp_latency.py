@@ -20,7 +20,8 @@ something measured alongside it:
          vCPUs).  Ratios QEMU/qstatsd.
 
 In both, requests are interleaved one-for-one (who goes first alternates),
-so that machine noise hits both servers alike, and measured are:
+so that machine noise hits both servers alike; in the floor part the client
+and both servers also share one CPU (--pin-cpu).  Measured are:
   * latency (median, p99) and reply size of query-stats target vm, target
     vcpu, query-stats-schemas and query-name (a trivial command);
   * VmRSS at idle and after the query loops, CPU time of all threads while
@@ -40,6 +41,7 @@ Usage: bench/qmp_latency.py --build build [--recorded 2,16,64,1024]
          [--hotpath FILE] [--callgrind FILE | --callgrind-not-run WHY]
 """
 import argparse
+import contextlib
 import fcntl
 import json
 import os
@@ -86,6 +88,11 @@ class Qmp:
                     raise RuntimeError("no QMP socket at " + path)
                 time.sleep(0.05)
         self.sock.settimeout(timeout)
+        # recv() would malloc a fresh 1 MiB per call; whether glibc serves
+        # that from the heap or by mmap depends on what the process freed
+        # before, and round trips differed by 2x with the history.  One
+        # buffer, received into, costs the same in every run.
+        self.chunk = memoryview(bytearray(1 << 20))
         self.buf = bytearray()
         self.lines = []
         self.greeting = self._line()
@@ -102,11 +109,11 @@ class Qmp:
                 line = self.lines.pop(0)
                 if not line.startswith(b'{"event"'):   # events are not replies
                     return line
-            chunk = self.sock.recv(1 << 20)
-            if not chunk:
+            n = self.sock.recv_into(self.chunk)
+            if not n:
                 raise RuntimeError("QMP connection closed")
-            self.buf += chunk
-            if chunk.endswith(b"\n"):
+            self.buf += self.chunk[:n]
+            if self.chunk[n - 1] == 10:              # b"\n"
                 self.lines = bytes(self.buf).splitlines(keepends=True)
                 self.buf.clear()
 
@@ -264,7 +271,40 @@ def floor_answers(qstatsd, workdir):
     return argv
 
 
+@contextlib.contextmanager
+def pinned(cpu):
+    """This process, and the servers it starts meanwhile, on one CPU.
+
+    Left to the scheduler, a server may spend a whole loop on the slower of
+    two CPUs (another program's, or a busy SMT sibling) or apart from the
+    client (each round trip then pays a cross-CPU wake-up, an idle exit in
+    a VM), and that state lasts: one server measured 2-3x slower than the
+    other in the same interleaved loop.  With client and both servers on one
+    CPU, whatever slows that CPU slows both alike."""
+    if cpu is None:
+        yield
+        return
+    old = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, old)
+
+
+def floor_cpu(args):
+    """The CPU of the floor part (--pin-cpu), None for no pinning."""
+    if args.pin_cpu == "none":
+        return None
+    return int(args.pin_cpu) if args.pin_cpu != "auto" else max(os.sched_getaffinity(0))
+
+
 def run_floor(args, tmp, nvcpus):
+    with pinned(floor_cpu(args)):
+        return run_floor_pinned(args, tmp, nvcpus)
+
+
+def run_floor_pinned(args, tmp, nvcpus):
     rec = recording.make(RECORDED_SRC, os.path.join(tmp, "rec-%d" % nvcpus), nvcpus)
     workdir = os.path.join(tmp, "floor-%d" % nvcpus)
     os.makedirs(workdir, exist_ok=True)
@@ -434,8 +474,9 @@ def markdown(results):
                   "mean qstatsd costs nothing beyond the syscalls and the bytes. "
                   "Latency is a round trip from the same Python client, whose own cost "
                   "and the kernel's wake-ups are in both columns alike; CPU per request "
-                  "is the server's own (all its threads). This part runs the same with "
-                  "or without /dev/kvm.", "",
+                  "is the server's own (all its threads). The client and both servers "
+                  "share one CPU (--pin-cpu), so that the scheduler's placement favours "
+                  "neither. This part runs the same with or without /dev/kvm.", "",
                   floor_tables(results["floor_runs"])]
     lines += ["", "## With KVM: QEMU against qstatsd's micro-VM", ""]
     if results["qemu_runs"] and p["qemu"].startswith("not run"):
@@ -444,7 +485,8 @@ def markdown(results):
     elif results["qemu_runs"]:
         lines += ["QEMU (`-accel kvm -M pc -smp N`, idle BIOS guest) next to "
                   "`qstatsd --vcpus N` (its built-in micro-VM); the rows without QEMU "
-                  "are qstatsd alone (QEMU 7.2's x86 machines stop at 255/288 vCPUs).", "",
+                  "are qstatsd alone (QEMU 7.2's x86 machines stop at 255/288 vCPUs). "
+                  "Not pinned to a CPU: both run vCPU threads.", "",
                   qemu_tables(results["qemu_runs"])]
     else:
         lines += ["Not run: %s." % p["qemu"].split(": ", 1)[-1]]
@@ -542,8 +584,11 @@ def part_notes(args, kvm_ok, kvm_why, have_qemu):
            "fixtures": "ran, vCPU stats from the recorded VM's files"}
     parts = {
         "kvm": ("yes (%s)" if kvm_ok else "no (%s)") % kvm_why,
-        "floor": ("ran, %s vCPUs" % args.recorded.replace(",", ", ")) if args.recorded
-                 else "not run: --recorded ''",
+        "floor": ("ran, %s vCPUs; %s" % (
+            args.recorded.replace(",", ", "),
+            "client and both servers on CPU %d" % floor_cpu(args)
+            if floor_cpu(args) is not None else "not pinned to a CPU"))
+        if args.recorded else "not run: --recorded ''",
         "hotpath": "not run (bench/qmp_latency.py alone)",
         "callgrind": "not run" + (": " + args.callgrind_not_run if args.callgrind_not_run
                                   else " (bench/qmp_latency.py alone)"),
@@ -587,6 +632,9 @@ def main():
     ap.add_argument("--settle-seconds", type=float, default=5.0,
                     help="wait before the idle measurement, QEMU part (BIOS boot)")
     ap.add_argument("--floor-settle-seconds", type=float, default=0.5)
+    ap.add_argument("--pin-cpu", default="auto",
+                    help="CPU for the client and both servers of the floor part "
+                    "(auto: the highest this process may use; none: no pinning)")
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "results-latest.json"))
     ap.add_argument("--markdown", help="also write the results as markdown to this file")
     ap.add_argument("--hotpath", help="query_bench --json output, included in the results")
