@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Instructions per query under callgrind, counted only inside the function
-# of interest (--toggle-collect), with fixture-backed vCPUs so that the count
-# does not depend on a running VM.  Divides by the number of calls, which
-# query_bench makes iters + iters/10 + 5 times (warm-up included).
+# of interest (--toggle-collect), with vCPUs backed by the recorded VM's
+# files (query_bench --source fixtures) so that the count does not depend on
+# a running VM and is the same with or without /dev/kvm.  Divides by the
+# number of calls, which query_bench makes iters + iters/10 + 5 times
+# (warm-up included).
 # Usage: bench/callgrind_query.sh path/to/query_bench
 set -euo pipefail
 bin=$1
@@ -19,6 +21,7 @@ run() {   # layer function vcpus
     awk -v ir="$ir" -v calls="$calls" -v what="$1 $2" -v n="$3" 'BEGIN {
         printf "%-40s %5d vCPUs: %12.0f instructions per query\n", what, n, ir / calls }'
 }
+echo "# vCPU stats: recorded VM files (tests/fixtures/recorded-linux-6.18), KVM not used"
 for n in 64 1024; do
     run registry qs_registry_query_stats "$n"
     run request-vcpu qs_qmp_session_handle_text "$n"

@@ -3,9 +3,11 @@
  * sockets, so that the numbers are the daemon's own cost.
  *
  * For each vCPU count it builds the registry with the kvm provider fed by
- * a real micro-VM (or, with --source fixtures, by the binary-stats fixture
- * files opened once per vCPU: deterministic and valgrind-friendly), then
- * times two layers:
+ * a real micro-VM, or by the recorded VM's binary-stats files in
+ * tests/fixtures/recorded-linux-6.18 opened once per vCPU (--source
+ * fixtures: deterministic, valgrind-friendly, and what runs where /dev/kvm
+ * is missing; the default "auto" takes the micro-VM when one can be made
+ * and says which it took), then times two layers:
  *   registry  qs_registry_query_stats, target vcpu, into a reused
  *             qs_results: one pread per vCPU fd plus the filter walk;
  *   request   one whole QMP request through qs_qmp_session_handle_text on
@@ -19,7 +21,7 @@
  * seen too.  That replacement cannot coexist with AddressSanitizer, so a
  * QS_SANITIZE build reports allocations as "n/a".
  *
- * Usage: query_bench [--source microvm|fixtures] [--vcpus 64,1024]
+ * Usage: query_bench [--source auto|microvm|fixtures] [--vcpus 64,1024]
  *                    [--iters N] [--only registry|request|request-vcpu] [--json FILE]
  */
 #include <errno.h>
@@ -113,7 +115,9 @@ static int open_fixture(const char *name)
     return fd;
 }
 
-/* Same QOM paths as qstatsd, so request texts are interchangeable. */
+/* Same QOM paths as qstatsd, so request texts are interchangeable; vCPU i
+ * reads the recording's vcpu(i mod 2), as scripts/recording.py make lays
+ * out an N-vCPU recording. */
 static void add_vcpus(bench_env *e, bool fixtures)
 {
     qs_error *err = NULL;
@@ -124,7 +128,8 @@ static void add_vcpus(bench_env *e, bool fixtures)
     for (unsigned i = 0; i < e->nvcpus; i++) {
         char path[64];
         snprintf(path, sizeof(path), "/machine/unattached/device[%u]", i);
-        fd = fixtures ? open_fixture("recorded-linux-6.18/vcpu0.bin")
+        fd = fixtures ? open_fixture(i % 2 ? "recorded-linux-6.18/vcpu1.bin"
+                                           : "recorded-linux-6.18/vcpu0.bin")
                       : qs_microvm_vcpu_stats_fd(e->vm, i, &err);
         if (fd < 0 || !qs_kvm_provider_add_vcpu(e->kvm, path, fd, &err))
             die("vCPU stats fd", err);
@@ -276,12 +281,13 @@ static void print_row(const measure *m)
            m->nstats ? m->median_ns / m->nstats : 0.0, allocs, m->reply_bytes);
 }
 
-static void json_row(FILE *f, const measure *m, bool first)
+static void json_row(FILE *f, const measure *m, const char *source, bool first)
 {
-    fprintf(f, "%s\n  {\"layer\": \"%s\", \"what\": \"%s\", \"vcpus\": %u, "
-            "\"iters\": %u, \"stats\": %zu, \"median_us\": %.3f, \"p99_us\": %.3f, "
-            "\"mean_us\": %.3f, \"ns_per_stat\": %.2f, \"allocs_per_query\": %.3f, "
-            "\"reply_bytes\": %zu}", first ? "" : ",", m->layer, m->what, m->nvcpus,
+    fprintf(f, "%s\n  {\"source\": \"%s\", \"layer\": \"%s\", \"what\": \"%s\", "
+            "\"vcpus\": %u, \"iters\": %u, \"stats\": %zu, \"median_us\": %.3f, "
+            "\"p99_us\": %.3f, \"mean_us\": %.3f, \"ns_per_stat\": %.2f, "
+            "\"allocs_per_query\": %.3f, \"reply_bytes\": %zu}",
+            first ? "" : ",", source, m->layer, m->what, m->nvcpus,
             m->iters, m->nstats, m->median_ns / 1000, m->p99_ns / 1000,
             m->mean_ns / 1000, m->nstats ? m->median_ns / m->nstats : 0.0,
             m->allocs >= 0 ? (double)m->allocs / m->iters : -1.0, m->reply_bytes);
@@ -297,8 +303,10 @@ static void raise_fd_limit(void)
     }
 }
 
+typedef enum { SOURCE_AUTO, SOURCE_MICROVM, SOURCE_FIXTURES } source_kind;
+
 typedef struct options {
-    bool fixtures;
+    source_kind source;
     unsigned vcpus[16];
     int nvcpus;
     unsigned iters;        /* 0: chosen per vCPU count */
@@ -311,8 +319,10 @@ static void parse_options(int argc, char **argv, options *o)
     memset(o, 0, sizeof(*o));
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--source") && v) {
-            o->fixtures = !strcmp(v, "fixtures");
+        if (!strcmp(a, "--source") && v && (!strcmp(v, "auto") || !strcmp(v, "microvm") ||
+                                             !strcmp(v, "fixtures"))) {
+            o->source = !strcmp(v, "auto") ? SOURCE_AUTO
+                        : !strcmp(v, "microvm") ? SOURCE_MICROVM : SOURCE_FIXTURES;
             i++;
         } else if (!strcmp(a, "--vcpus") && v) {
             for (char *p = (char *)v; *p && o->nvcpus < 16; p += *p == ',')
@@ -328,7 +338,7 @@ static void parse_options(int argc, char **argv, options *o)
             o->json = v;
             i++;
         } else {
-            fprintf(stderr, "usage: query_bench [--source microvm|fixtures] "
+            fprintf(stderr, "usage: query_bench [--source auto|microvm|fixtures] "
                     "[--vcpus 64,1024] [--iters N] [--only registry|request|request-vcpu] [--json FILE]\n");
             exit(2);
         }
@@ -347,6 +357,33 @@ static const struct { const char *what, *text; } requests[] = {
     { "query-name", "{\"execute\": \"query-name\"}" },
 };
 
+/* auto: the micro-VM if this machine can make one (a 1-vCPU VM is tried),
+ * the recorded VM's files otherwise; the first output line says which. */
+static bool choose_fixtures(source_kind source)
+{
+    qs_error *err = NULL;
+    qs_microvm *vm;
+
+    if (source == SOURCE_FIXTURES) {
+        printf("# vCPU stats: recorded VM files (%s/recorded-linux-6.18), as asked\n",
+               QS_FIXTURES_DIR);
+        return true;
+    }
+    if (source == SOURCE_MICROVM) {
+        printf("# vCPU stats: micro-VM (KVM)\n");
+        return false;
+    }
+    if ((vm = qs_microvm_new(1, &err))) {
+        qs_microvm_free(vm);
+        printf("# vCPU stats: micro-VM (KVM usable)\n");
+        return false;
+    }
+    printf("# vCPU stats: recorded VM files (%s/recorded-linux-6.18): no micro-VM here (%s)\n",
+           QS_FIXTURES_DIR, err ? err->msg : "unknown reason");
+    qs_error_free(err);
+    return true;
+}
+
 int main(int argc, char **argv)
 {
     options o;
@@ -355,6 +392,8 @@ int main(int argc, char **argv)
 
     parse_options(argc, argv, &o);
     raise_fd_limit();
+    bool fixtures = choose_fixtures(o.source);
+    const char *source = fixtures ? "fixtures" : "microvm";
     printf("%-8s %-18s %6s %7s %11s %10s %9s %9s %10s %9s\n", "layer", "query", "vcpus",
            "stats", "median_us", "p99_us", "mean_us", "ns/stat", "allocs/q", "bytes");
     for (int k = 0; k < o.nvcpus; k++) {
@@ -362,7 +401,7 @@ int main(int argc, char **argv)
         unsigned n = o.vcpus[k];
         unsigned iters = o.iters ? o.iters : n >= 512 ? 500 : 2000;
 
-        env_init(&e, n, o.fixtures);
+        env_init(&e, n, fixtures);
         if (!o.only || !strcmp(o.only, "registry")) {
             measure *m = &all[nm++];
             *m = (measure){ .layer = "registry", .what = "query-stats vcpu",
@@ -391,7 +430,7 @@ int main(int argc, char **argv)
             die(o.json, NULL);
         fprintf(f, "[");
         for (int i = 0; i < nm; i++)
-            json_row(f, &all[i], i == 0);
+            json_row(f, &all[i], source, i == 0);
         fprintf(f, "\n]\n");
         fclose(f);
     }
