@@ -152,6 +152,9 @@ QS_EXPORT double qs_schema_value_scale(const qs_schema_value *sv, double raw);
 QS_EXPORT double qs_schema_bucket_lower(const qs_schema_value *sv, uint32_t i);
 QS_EXPORT double qs_schema_bucket_upper(const qs_schema_value *sv, uint32_t i);
 
+/* Whether two entries describe the same statistic: name, type, unit,
+ * base, exponent, size and bucket size (not the description). */
+QS_EXPORT bool qs_schema_value_equal(const qs_schema_value *a, const qs_schema_value *b);
 /* Whether the entry is a histogram (linear or log2): a list of buckets. */
 QS_EXPORT bool qs_schema_is_histogram(const qs_schema_value *sv);
 

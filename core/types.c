@@ -95,6 +95,13 @@ double qs_schema_bucket_upper(const qs_schema_value *sv, uint32_t i)
     return qs_schema_bucket_lower(sv, i + 1);
 }
 
+bool qs_schema_value_equal(const qs_schema_value *a, const qs_schema_value *b)
+{
+    return strcmp(a->name, b->name) == 0 && a->type == b->type && a->unit == b->unit &&
+           a->base == b->base && a->exponent == b->exponent && a->size == b->size &&
+           a->bucket_size == b->bucket_size;
+}
+
 bool qs_schema_is_histogram(const qs_schema_value *sv)
 {
     return sv->type == QS_TYPE_LINEAR_HIST || sv->type == QS_TYPE_LOG2_HIST;

@@ -155,13 +155,6 @@ static void put_value(render_ctx *c, const qs_schema_value *sv, uint64_t raw)
         qs_metrics_put_double(c->out, qs_schema_value_scale(sv, (double)raw), false);
 }
 
-static bool same_shape(const qs_schema_value *a, const qs_schema_value *b)
-{
-    return a == b || (a->type == b->type && a->unit == b->unit &&
-                      a->base == b->base && a->exponent == b->exponent &&
-                      a->size == b->size && a->bucket_size == b->bucket_size);
-}
-
 /* Values of schema entry sv (index j in its schema) in result r, or NULL. */
 static const uint64_t *find_values(const render_ctx *c, const qs_result *r,
                                    const qs_schema_value *sv, size_t j)
@@ -176,7 +169,7 @@ static const uint64_t *find_values(const render_ctx *c, const qs_result *r,
                 hit = &st[i];
         }
     }
-    if (!hit || !same_shape(hit->desc, sv))
+    if (!hit || (hit->desc != sv && !qs_schema_value_equal(hit->desc, sv)))
         return NULL;
     return qs_results_values(c->results, hit->off);
 }

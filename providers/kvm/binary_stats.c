@@ -62,11 +62,13 @@
 
 #define HDR_SIZE      ((uint32_t)sizeof(struct kvm_stats_header))   /* 24 */
 #define DESC_SIZE     ((uint32_t)sizeof(struct kvm_stats_desc))     /* 16 */
-/* Bounds far above any kernel (name_size is 48, a vCPU has ~50 stats and
- * ~1 KiB of data) that keep a hostile header from making us allocate much. */
-#define MAX_NAME_SIZE 4096u
-#define MAX_DESC      65536u
-#define MAX_BLOCK     (16u << 20)
+/* Caps far above any kernel (Linux 6.18: name_size 48, 47 vCPU stats, a
+ * data block of 1.1 KiB), so that a hostile file cannot make registration
+ * or a query allocate much: name_size 256 (5x), 4096 descriptors (87x), a
+ * data block of 1 MiB (900x; one histogram of 65535 buckets fits). */
+#define MAX_NAME_SIZE 256u
+#define MAX_DESC      4096u
+#define MAX_BLOCK     (1u << 20)
 
 struct qs_kvm_stats_file {
     int fd;
@@ -427,6 +429,13 @@ qs_kvm_stats_file *qs_kvm_stats_file_open(int fd, qs_error **errp)
 fail:
     stats_file_free(f);     /* fd stays open: the caller still owns it */
     return NULL;
+}
+
+void qs_kvm_stats_file_forget(qs_kvm_stats_file *f)
+{
+    if (f) {
+        stats_file_free(f);
+    }
 }
 
 void qs_kvm_stats_file_close(qs_kvm_stats_file *f)

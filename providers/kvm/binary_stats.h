@@ -18,6 +18,8 @@ typedef struct qs_kvm_stats_file qs_kvm_stats_file;
  * decides) and *errp names the rule that was broken. */
 qs_kvm_stats_file *qs_kvm_stats_file_open(int fd, qs_error **errp);
 void qs_kvm_stats_file_close(qs_kvm_stats_file *f);
+/* Frees f but leaves its fd open (the caller still owns it). */
+void qs_kvm_stats_file_forget(qs_kvm_stats_file *f);
 
 const char *qs_kvm_stats_file_id(const qs_kvm_stats_file *f);
 int qs_kvm_stats_file_fd(const qs_kvm_stats_file *f);

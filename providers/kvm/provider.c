@@ -5,7 +5,13 @@
  * an object at its QOM path.  A query is one pread per file straight into
  * the results arena; stats then point into it, so nothing is allocated per
  * stat and nothing is copied.
+ *
+ * Every vCPU file must describe the same stats as the first (the provider
+ * publishes one vCPU schema, which query-stats-schemas, HMP and metrics
+ * trust).  A file that stops reading is skipped and reported to the
+ * registry (failing sources), never failing the query for the others.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +22,7 @@ typedef struct kvm_source {
     qs_kvm_stats_file *file;
     char *qom_path;            /* NULL for the VM */
     qs_object *obj;
+    bool failing;              /* its last read failed (reported once) */
 } kvm_source;
 
 struct qs_kvm_provider {
@@ -59,28 +66,34 @@ static bool read_source(const kvm_source *src, qs_results *out,
     return true;
 }
 
+/* Reads one source; a failure skips it and is reported once, and so is
+ * its recovery. */
+static void read_or_skip(qs_kvm_provider *p, kvm_source *src, qs_results *out,
+                         const qs_strlist *names)
+{
+    qs_error *err = NULL;
+    size_t mark = out->nres;
+    bool ok = read_source(src, out, names, &err);
+    qs_target target = src->qom_path ? QS_TARGET_VCPU : QS_TARGET_VM;
+    if (!ok)
+        qs_results_truncate(out, mark);
+    if (ok == src->failing)
+        qs_registry_source_status(p->reg, "kvm", target, src->qom_path, err);
+    src->failing = !ok;
+    qs_error_free(err);
+}
+
 static bool kvm_stats(void *opaque, qs_results *out, qs_target target,
                       const qs_strlist *names, const qs_strlist *targets,
                       qs_error **errp)
 {
     qs_kvm_provider *p = opaque;
 
-    if (target == QS_TARGET_VM)
-        return !p->vm.file || read_source(&p->vm, out, names, errp);
-    if (target != QS_TARGET_VCPU)
-        return true;
-    for (size_t i = 0; i < p->nvcpus; i++) {
-        if (!qs_strlist_match(targets, p->vcpus[i]->qom_path))
-            continue;
-        qs_error *err = NULL;
-        size_t mark = out->nres;
-        /* A vCPU whose file stopped reading (its VMM went away) is
-         * skipped rather than failing everyone's query. */
-        if (!read_source(p->vcpus[i], out, names, &err)) {
-            qs_results_truncate(out, mark);
-            qs_error_free(err);
-        }
-    }
+    if (target == QS_TARGET_VM && p->vm.file)
+        read_or_skip(p, &p->vm, out, names);
+    for (size_t i = 0; target == QS_TARGET_VCPU && i < p->nvcpus; i++)
+        if (qs_strlist_match(targets, p->vcpus[i]->qom_path))
+            read_or_skip(p, p->vcpus[i], out, names);
     return true;
 }
 
@@ -123,6 +136,8 @@ qs_kvm_provider *qs_kvm_provider_new(qs_registry *reg)
 
 static void source_clear(qs_kvm_provider *p, kvm_source *src)
 {
+    qs_target target = src->qom_path ? QS_TARGET_VCPU : QS_TARGET_VM;
+    qs_registry_source_gone(p->reg, "kvm", target, src->qom_path);
     if (src->obj)
         qs_registry_remove_object(p->reg, src->obj);
     if (src->qom_path)
@@ -163,6 +178,7 @@ bool qs_kvm_provider_set_vm(qs_kvm_provider *p, int fd, qs_error **errp)
     if (p->vm.file)
         source_clear(p, &p->vm);
     p->vm.file = f;
+    qs_registry_schema_changed(p->reg, "kvm", QS_TARGET_VM);
     return true;
 }
 
@@ -173,6 +189,7 @@ bool qs_kvm_provider_remove_vm(qs_kvm_provider *p, qs_error **errp)
         return false;
     }
     source_clear(p, &p->vm);
+    qs_registry_schema_changed(p->reg, "kvm", QS_TARGET_VM);
     return true;
 }
 
@@ -182,6 +199,40 @@ static ssize_t find_vcpu(const qs_kvm_provider *p, const char *qom_path)
         if (strcmp(p->vcpus[i]->qom_path, qom_path) == 0)
             return (ssize_t)i;
     return -1;
+}
+
+static void describe_entry(char *buf, size_t len, const qs_schema_value *sv)
+{
+    snprintf(buf, len, "'%s' (%s, unit %s, %d^%d, %u value%s)", sv->name,
+             qs_stat_type_name(sv->type), sv->unit ? qs_unit_name(sv->unit) : "none",
+             sv->base ? sv->base : 10, sv->exponent, sv->size, sv->size == 1 ? "" : "s");
+}
+
+/* A vCPU file must describe exactly the stats of the published vCPU
+ * schema (the first vCPU's), or clients would be told one thing by
+ * query-stats-schemas and read another from query-stats. */
+static bool same_vcpu_schema(const qs_kvm_provider *p, const qs_kvm_stats_file *f,
+                             qs_error **errp)
+{
+    if (!p->nvcpus)
+        return true;
+    const qs_kvm_stats_file *ref = p->vcpus[0]->file;
+    size_t n = qs_kvm_stats_file_count(f), want = qs_kvm_stats_file_count(ref);
+    const qs_schema_value *a = qs_kvm_stats_file_schema(f), *b = qs_kvm_stats_file_schema(ref);
+    for (size_t i = 0; i < n || i < want; i++) {
+        char got[160] = "nothing", expect[160] = "nothing";
+        if (i < n && i < want && qs_schema_value_equal(&a[i], &b[i]))
+            continue;
+        if (i < n)
+            describe_entry(got, sizeof(got), &a[i]);
+        if (i < want)
+            describe_entry(expect, sizeof(expect), &b[i]);
+        qs_error_setg(errp, "KVM stats: this vCPU's stats differ from the other vCPUs' "
+                      "(those of %s): descriptor %zu is %s where they have %s",
+                      p->vcpus[0]->qom_path, i, got, expect);
+        return false;
+    }
+    return true;
 }
 
 bool qs_kvm_provider_add_vcpu(qs_kvm_provider *p, const char *qom_path, int fd,
@@ -196,6 +247,10 @@ bool qs_kvm_provider_add_vcpu(qs_kvm_provider *p, const char *qom_path, int fd,
     qs_kvm_stats_file *f = open_described(fd, errp);
     if (!f)
         return false;
+    if (!same_vcpu_schema(p, f, errp)) {
+        qs_kvm_stats_file_forget(f);     /* the fd stays the caller's */
+        return false;
+    }
     if (p->nvcpus == p->cap) {
         p->cap = p->cap ? 2 * p->cap : 8;
         p->vcpus = qs_realloc(p->vcpus, p->cap * sizeof(*p->vcpus));
@@ -211,6 +266,7 @@ bool qs_kvm_provider_add_vcpu(qs_kvm_provider *p, const char *qom_path, int fd,
     memmove(&p->vcpus[at + 1], &p->vcpus[at], (p->nvcpus - at) * sizeof(*p->vcpus));
     p->vcpus[at] = src;
     p->nvcpus++;
+    qs_registry_schema_changed(p->reg, "kvm", QS_TARGET_VCPU);
     return true;
 }
 
@@ -227,5 +283,6 @@ bool qs_kvm_provider_remove_vcpu(qs_kvm_provider *p, const char *qom_path,
     free(src);
     memmove(&p->vcpus[i], &p->vcpus[i + 1], (p->nvcpus - (size_t)i - 1) * sizeof(*p->vcpus));
     p->nvcpus--;
+    qs_registry_schema_changed(p->reg, "kvm", QS_TARGET_VCPU);
     return true;
 }

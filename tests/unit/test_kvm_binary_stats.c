@@ -398,7 +398,7 @@ static void test_name_size_zero_is_refused(void **state)
     fx.h.name_size = 0;
     fx.id = NULL;             /* no name fields to write */
     fx.ndesc = 0;
-    assert_refused(&fx, "KVM stats: name size 0 is out of range (1..4096)");
+    assert_refused(&fx, "KVM stats: name size 0 is out of range (1..256)");
 }
 
 static void test_huge_name_size_is_refused(void **state)
@@ -417,20 +417,20 @@ static void test_huge_num_desc_is_refused(void **state)
     fx_default(&fx);
     fx.h.num_desc = 0xffffffff;     /* num_desc * 48 would overflow 32 bits */
     assert_refused(&fx, "KVM stats: too many descriptors: 4294967295 "
-                        "(limit 65536)");
+                        "(limit 4096)");
 }
 
 static void test_oversized_descriptor_block_is_refused(void **state)
 {
     fx_file fx;
     fx_default(&fx);
-    fx.h.name_size = 4096;
-    fx.h.num_desc = 65536;
+    fx.h.name_size = 256;            /* both at their caps: 4096 x 272 bytes */
+    fx.h.num_desc = 4096;
     fx.id = NULL;
     fx.ndesc = 0;
     fx.data_bytes = 0;
-    assert_refused(&fx, "KVM stats: descriptor block of 269484032 bytes is "
-                        "too large");
+    assert_refused(&fx, "KVM stats: descriptor block of 1114112 bytes is "
+                        "too large (limit 1048576)");
 }
 
 static void test_desc_offset_zero_is_refused(void **state)
@@ -544,7 +544,7 @@ static void test_oversized_data_block_is_refused(void **state)
     fx_default(&fx);
     fx.d[0].offset = 0xfffffff8;
     assert_refused(&fx, "KVM stats: data block of 4294967296 bytes is too "
-                        "large (limit 16777216)");
+                        "large (limit 1048576)");
 }
 
 static void test_data_smaller_than_a_word_per_descriptor_is_refused(void **state)
