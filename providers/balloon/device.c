@@ -95,6 +95,16 @@ void qs_balloon_parse_records(uint64_t stats[QS_BALLOON_S_NR],
 
 /* ---- the poll cycle ----------------------------------------------------- */
 
+/* The published schema: every tag reported so far, then last-update. */
+static void publish(qs_balloon_dev *d)
+{
+    d->npublished = 0;
+    for (size_t i = 0; i < QS_BALLOON_S_NR; i++)
+        if (d->reported & (1u << i))
+            d->published[d->npublished++] = schema[i];
+    d->published[d->npublished++] = *LAST_UPDATE;
+}
+
 void qs_balloon_dev_init(qs_balloon_dev *d, const qs_balloon_dev_ops *ops,
                          void *opaque, uint64_t actual)
 {
@@ -104,12 +114,30 @@ void qs_balloon_dev_init(qs_balloon_dev *d, const qs_balloon_dev_ops *ops,
     d->actual = actual;
     for (size_t i = 0; i < QS_BALLOON_S_NR; i++)
         d->stats[i] = QS_BALLOON_UNSET;
+    publish(d);
+}
+
+/* A stat reported for the first time joins the schema, and clients that
+ * poll query-stats-schemas are told (STATS_SCHEMA_CHANGED). */
+static void learn_reported(qs_balloon_dev *d)
+{
+    uint32_t now = d->reported;
+    for (size_t i = 0; i < QS_BALLOON_S_NR; i++)
+        if (d->stats[i] != QS_BALLOON_UNSET)
+            now |= 1u << i;
+    if (now == d->reported)
+        return;
+    d->reported = now;
+    publish(d);
+    if (d->reg)
+        qs_registry_schema_changed(d->reg, "balloon", QS_TARGET_VM);
 }
 
 void qs_balloon_dev_receive(qs_balloon_dev *d, const uint8_t *buf, size_t len)
 {
     d->held = true;
     qs_balloon_parse_records(d->stats, buf, len);
+    learn_reported(d);
     d->last_update = d->ops->wall_seconds(d->opaque);
     if (d->interval > 0)
         d->ops->timer_arm(d->opaque, (uint64_t)d->interval * 1000);
@@ -230,8 +258,8 @@ static bool provider_stats(void *opaque, qs_results *out, qs_target target,
 
 static bool provider_schemas(void *opaque, qs_schemas *out, qs_error **errp)
 {
-    qs_schemas_add(out, "balloon", QS_TARGET_VM, schema,
-                   sizeof(schema) / sizeof(schema[0]));
+    const qs_balloon_dev *d = opaque;
+    qs_schemas_add(out, "balloon", QS_TARGET_VM, d->published, d->npublished);
     return true;
 }
 
@@ -240,6 +268,7 @@ void qs_balloon_dev_register(qs_balloon_dev *d, qs_registry *reg)
     d->reg = reg;
     d->entry = qs_registry_add(reg, "balloon", provider_stats,
                                provider_schemas, d, NULL);
+    qs_registry_schema_changed(reg, "balloon", QS_TARGET_VM);
     d->obj = qs_registry_add_object(reg, QS_BALLOON_QOM_PATH, QS_BALLOON_QOM_TYPE,
                                     properties,
                                     sizeof(properties) / sizeof(properties[0]), d);
@@ -251,6 +280,7 @@ void qs_balloon_dev_unregister(qs_balloon_dev *d)
         return;
     qs_registry_remove(d->reg, d->entry);
     qs_registry_remove_object(d->reg, d->obj);
+    qs_registry_schema_changed(d->reg, "balloon", QS_TARGET_VM);
     d->reg = NULL;
     d->entry = NULL;
     d->obj = NULL;

@@ -30,6 +30,11 @@ typedef struct qs_balloon_dev {
     int64_t interval;           /* seconds; 0 = polling disabled */
     bool held;                  /* the guest's buffer is with the host */
     uint64_t actual;
+    /* The schema published: the stats the guest has ever reported, in
+     * tag order, then last-update (it grows; each growth is announced). */
+    qs_schema_value published[QS_BALLOON_S_NR + 1];
+    size_t npublished;
+    uint32_t reported;          /* tags ever reported */
     qs_provider_entry *entry;
     qs_object *obj;
     qs_registry *reg;

@@ -536,12 +536,55 @@ static void test_provider_applies_names_filter(void **state)
     qs_results_destroy(&r);
 }
 
+static void count_schema_events(void *opaque, const qs_event *ev)
+{
+    if (ev->kind == QS_EVENT_SCHEMA_CHANGED && !strcmp(ev->provider, "balloon") &&
+        ev->target == QS_TARGET_VM)
+        ++*(int *)opaque;
+}
+
+/* The schema lists what the guest has ever reported, then last-update;
+ * each stat reported for the first time announces a schema change, once. */
+static void test_schema_grows_with_the_stats_reported_and_says_so(void **state)
+{
+    fake *f = *state;
+    qs_schemas s;
+    qs_error *err = NULL;
+    int changes = 0;
+    qs_watch *w = qs_registry_watch(f->reg, count_schema_events, &changes);
+    qs_schemas_init(&s);
+    assert_true(qs_registry_query_schemas(f->reg, "balloon", &s, &err));
+    assert_int_equal(s.v[0].n, 1);
+    assert_string_equal(s.v[0].stats[0].name, "last-update");
+    uint8_t buf[QS_BALLOON_RECORD_SIZE * 2];
+    size_t n = rec(buf, QS_BALLOON_S_MEMFREE, 5);
+    n += rec(buf + n, QS_BALLOON_S_SWAP_IN, 7);
+    qs_balloon_dev_receive(&f->dev, buf, n);
+    assert_int_equal(changes, 1);
+    assert_true(qs_registry_query_schemas(f->reg, "balloon", &s, &err));
+    assert_int_equal(s.v[0].n, 3);                       /* tag order */
+    assert_string_equal(s.v[0].stats[0].name, "swap-in");
+    assert_string_equal(s.v[0].stats[1].name, "free-memory");
+    qs_balloon_dev_receive(&f->dev, buf, n);             /* nothing new */
+    qs_balloon_dev_receive(&f->dev, NULL, 0);            /* nothing reported */
+    assert_int_equal(changes, 1);
+    assert_true(qs_registry_query_schemas(f->reg, "balloon", &s, &err));
+    assert_int_equal(s.v[0].n, 3);                       /* never shrinks */
+    qs_registry_unwatch(f->reg, w);
+    qs_schemas_destroy(&s);
+}
+
 static void test_schema_matches_contract(void **state)
 {
     fake *f = *state;
     qs_schemas s;
     qs_error *err = NULL;
     qs_schemas_init(&s);
+    uint8_t buf[QS_BALLOON_RECORD_SIZE * QS_BALLOON_S_NR];
+    size_t n = 0;
+    for (unsigned tag = 0; tag < QS_BALLOON_S_NR; tag++)
+        n += rec(buf + n, tag, tag);
+    qs_balloon_dev_receive(&f->dev, buf, n);             /* every stat reported */
     assert_true(qs_registry_query_schemas(f->reg, "balloon", &s, &err));
     assert_int_equal(s.n, 1);
     assert_string_equal(s.v[0].provider, "balloon");
@@ -614,6 +657,7 @@ int main(void)
         T(test_guest_stats_after_answer),
         T(test_provider_reports_set_stats_and_last_update),
         T(test_provider_applies_names_filter),
+        T(test_schema_grows_with_the_stats_reported_and_says_so),
         T(test_schema_matches_contract),
         T(test_unregister_removes_provider_and_object),
     };
