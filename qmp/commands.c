@@ -102,6 +102,31 @@ static bool cmd_query_status(qs_qmp_session *s, const json_t *args, qs_jw *ret,
     return true;
 }
 
+/* qstats' own: the sources whose reads fail now (they are skipped by
+ * query-stats rather than failing it), so that a client can tell a vCPU
+ * with no results from one that stopped reading. */
+static bool cmd_query_stats_failures(qs_qmp_session *s, const json_t *args, qs_jw *ret,
+                                     qs_error **errp)
+{
+    const qs_source_failure *v;
+    size_t n = qs_registry_failing_sources(s->server->cfg.reg, &v);
+    qs_jw_begin_array(ret);
+    for (size_t i = 0; i < n; i++) {
+        qs_jw_begin_object(ret);
+        qs_jw_key(ret, "provider"); qs_jw_str(ret, v[i].provider);
+        qs_jw_key(ret, "target"); qs_jw_str(ret, qs_target_name(v[i].target));
+        if (v[i].qom_path) {
+            qs_jw_key(ret, "qom-path");
+            qs_jw_str(ret, v[i].qom_path);
+        }
+        qs_jw_key(ret, "error"); qs_jw_str(ret, v[i].error);
+        qs_jw_key(ret, "since"); qs_jw_i64(ret, v[i].since);
+        qs_jw_end_object(ret);
+    }
+    qs_jw_end_array(ret);
+    return true;
+}
+
 static bool cmd_quit(qs_qmp_session *s, const json_t *args, qs_jw *ret, qs_error **errp)
 {
     qs_qmp_request_quit(s);
@@ -371,6 +396,7 @@ static const struct {
     { "query-qmp-schema", cmd_query_qmp_schema },
     { "query-name", cmd_query_name },
     { "query-status", cmd_query_status },
+    { "query-stats-failures", cmd_query_stats_failures },
     { "quit", cmd_quit },
     { "query-stats", cmd_query_stats },
     { "query-stats-schemas", cmd_query_stats_schemas },

@@ -16,6 +16,7 @@
 #define QS_QMP_MAX_TOKENS (2u << 20) /* QEMU's token count limit */
 #define QS_QMP_OUT_HIGH (8u << 20)   /* stop serving a client that does not read */
 #define QS_QMP_DEFAULT_SESSIONS 64
+#define QS_QMP_NEGOTIATION_MS 10000
 /* Buffers of all sessions (input not yet parsed, the text being split,
  * replies not yet sent): each session may always hold QS_QMP_FLOOR bytes;
  * beyond that they share one pool, so N clients cannot multiply the
@@ -68,6 +69,7 @@ typedef struct qs_qmp_session {
     size_t in_off;
     qs_buf out;               /* pending output */
     size_t out_sent;
+    uint64_t accepted_ms;     /* loop time of accept: negotiation deadline */
     int passed_fds[QS_QMP_MAX_FDS];   /* received with SCM_RIGHTS, not yet claimed */
     size_t npassed;
     qs_named_fd *fds;         /* getfd table */
@@ -107,6 +109,12 @@ struct qs_qmp {
     qs_qmp_listener *listeners;
     qs_qmp_session *sessions;
     size_t nsessions, max_sessions;
+    uint64_t negotiation_timeout_ms;
+    uv_timer_t negotiation_timer;
+    uv_timer_t events_timer;  /* coalesced STATS_SCHEMA_CHANGED, next iteration */
+    struct pending_change *pending;
+    size_t npending;
+    qs_watch *watch;
     size_t reply_max;
     size_t pool;              /* bytes shared beyond each session's floor */
     char refusal[128], refused_log[96];
@@ -146,6 +154,15 @@ void qs_qmp_session_handle_text(qs_qmp_session *s, const char *text, size_t len,
 void qs_qmp_send_greeting(qs_qmp_session *s);
 /* server.c */
 void qs_qmp_session_flush(qs_qmp_session *s);
+void qs_qmp_session_close(qs_qmp_session *s);
+/* A handle of the server was closed (its memory goes with the last). */
+void qs_qmp_handle_closed(qs_qmp *q);
+/* Operator lines ("qstats: MSG" on stderr), rate-limited by the caller. */
+void qs_qmp_log(void *opaque, const char *msg);
+/* events.c */
+void qs_qmp_events_start(qs_qmp *q);
+void qs_qmp_events_stop(qs_qmp *q);
+void qs_qmp_watch_negotiation(qs_qmp *q);
 /* How many bytes s's buffers may hold in all, given the others' use of
  * the shared pool; `other` is what s holds outside the buffer asking. */
 size_t qs_qmp_session_allowance(const qs_qmp_session *s, size_t other);

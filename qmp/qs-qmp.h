@@ -29,6 +29,9 @@ typedef struct qs_qmp_config {
      * A client whose input would pass its share is dropped; a reply that
      * would, fails with a GenericError (its client reads, or retries). */
     size_t max_buffer_bytes;
+    /* A session that has not negotiated capabilities by then is closed
+     * (0: 10000 ms). */
+    uint64_t negotiation_timeout_ms;
     /* Called for the quit command, after its reply has been sent. */
     void (*on_quit)(void *opaque);
     void *opaque;

@@ -30,6 +30,8 @@ qs_qmp *qs_qmp_new(uv_loop_t *loop, const qs_qmp_config *cfg, qs_error **errp)
     q->max_sessions = cfg->max_sessions ? cfg->max_sessions : QS_QMP_DEFAULT_SESSIONS;
     q->reply_max = cfg->max_reply_bytes ? cfg->max_reply_bytes : QS_REPLY_MAX_DEFAULT;
     q->pool = cfg->max_buffer_bytes ? cfg->max_buffer_bytes : QS_QMP_POOL_DEFAULT;
+    q->negotiation_timeout_ms = cfg->negotiation_timeout_ms ? cfg->negotiation_timeout_ms
+                                                            : QS_QMP_NEGOTIATION_MS;
     q->results.limit = q->reply_max;
     snprintf(q->refusal, sizeof(q->refusal), "{\"error\": {\"class\": \"GenericError\", "
              "\"desc\": \"Too many QMP sessions (limit %zu)\"}}\r\n", q->max_sessions);
@@ -43,6 +45,7 @@ qs_qmp *qs_qmp_new(uv_loop_t *loop, const qs_qmp_config *cfg, qs_error **errp)
         free(q);
         return NULL;
     }
+    qs_qmp_events_start(q);
     return q;
 }
 
@@ -119,7 +122,13 @@ static void maybe_quit(qs_qmp *q)
     }
 }
 
-static void session_close(qs_qmp_session *s)
+void qs_qmp_handle_closed(qs_qmp *q)
+{
+    q->pending_closes--;
+    maybe_release(q);
+}
+
+void qs_qmp_session_close(qs_qmp_session *s)
 {
     if (s->closing)
         return;
@@ -203,7 +212,7 @@ static void session_process(qs_qmp_session *s)
                                            s->in.len - s->in_off, on_text, s);
         s->splitter.acc.limit = 0;
         if (s->splitter.over_budget && over_budget(s, "request")) {
-            session_close(s);
+            qs_qmp_session_close(s);
             return;
         }
     }
@@ -230,7 +239,7 @@ static void session_read(qs_qmp_session *s)
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (n <= 0) {
-        session_close(s);
+        qs_qmp_session_close(s);
         return;
     }
     if (s->is_unix)
@@ -239,7 +248,7 @@ static void session_read(qs_qmp_session *s)
     qs_buf_append(&s->in, data, (size_t)n);
     s->in.limit = 0;
     if (s->in.overflow && over_budget(s, "input")) {
-        session_close(s);
+        qs_qmp_session_close(s);
         return;
     }
     session_process(s);
@@ -255,7 +264,7 @@ void qs_qmp_session_flush(qs_qmp_session *s)
         if (n < 0 && errno == EAGAIN)
             break;
         if (n < 0) {
-            session_close(s);
+            qs_qmp_session_close(s);
             return;
         }
         s->out_sent += (size_t)n;
@@ -276,7 +285,7 @@ static void session_on_poll(uv_poll_t *h, int status, int events)
 {
     qs_qmp_session *s = h->data;
     if (status < 0) {
-        session_close(s);
+        qs_qmp_session_close(s);
         return;
     }
     if (events & UV_WRITABLE) {
@@ -326,6 +335,8 @@ static void session_new(qs_qmp *q, int fd, bool is_unix)
     s->next = q->sessions;
     q->sessions = s;
     q->nsessions++;
+    s->accepted_ms = uv_now(q->loop);
+    qs_qmp_watch_negotiation(q);
     qs_qmp_send_greeting(s);
     qs_qmp_session_flush(s);
 }
@@ -341,7 +352,7 @@ static bool on_accept(void *opaque, int fd)
     return true;
 }
 
-static void emit_log(void *opaque, const char *msg)
+void qs_qmp_log(void *opaque, const char *msg)
 {
     fprintf(stderr, "qstats: %s\n", msg);
 }
@@ -349,7 +360,7 @@ static void emit_log(void *opaque, const char *msg)
 static void listener_log(void *opaque, const char *msg)
 {
     qs_qmp *q = ((qs_qmp_listener *)opaque)->server;
-    qs_ratelimit_log(&q->log_limit, uv_now(q->loop), msg, emit_log, NULL);
+    qs_ratelimit_log(&q->log_limit, uv_now(q->loop), msg, qs_qmp_log, NULL);
 }
 
 static void listener_closed(void *opaque)
@@ -384,6 +395,7 @@ void qs_qmp_free(qs_qmp *q)
         return;
     q->freed = true;
     q->pending_closes++;           /* hold: nothing is released mid-loop */
+    qs_qmp_events_stop(q);
     while (q->listeners) {
         qs_qmp_listener *l = q->listeners;
         q->listeners = l->next;
@@ -391,7 +403,7 @@ void qs_qmp_free(qs_qmp *q)
         qs_acceptor_close(l->acceptor);
     }
     while (q->sessions)
-        session_close(q->sessions);
+        qs_qmp_session_close(q->sessions);
     q->pending_closes--;
     maybe_release(q);
 }

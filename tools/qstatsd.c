@@ -190,6 +190,19 @@ static void start_recorded(qsd *d, const char *dir)
             "when the files are rewritten)\n", dir, n);
 }
 
+/* A source that starts or stops failing is worth one line to the operator
+ * (the registry reports changes of state only). */
+static void log_source_event(void *opaque, const qs_event *ev)
+{
+    if (ev->kind == QS_EVENT_SCHEMA_CHANGED)
+        return;
+    fprintf(stderr, "qstatsd: %s stats of %s%s%s %s%s%s\n", ev->provider,
+            qs_target_name(ev->target), ev->qom_path ? " " : "",
+            ev->qom_path ? ev->qom_path : "",
+            ev->kind == QS_EVENT_SOURCE_FAILED ? "fail to read (skipped): " : "read again",
+            ev->error ? ev->error : "", "");
+}
+
 static void on_stop(uv_idle_t *h)
 {
     qsd *d = h->data;
@@ -282,6 +295,7 @@ int main(int argc, char **argv)
     uv_signal_start(&d.sigterm, on_signal, SIGTERM);
 
     d.reg = qs_registry_new();
+    qs_registry_watch(d.reg, log_source_event, NULL);
     d.kvm = qs_kvm_provider_new(d.reg);
     if (o.recorded)
         start_recorded(&d, o.recorded);

@@ -87,6 +87,13 @@ class QMP:
             if "event" not in msg:
                 return msg
 
+    def recv_reply_line(self):
+        """The raw text of the next reply (events are skipped)."""
+        while True:
+            line = self.recv_line()
+            if not line.startswith(b'{"timestamp"') or b'"event"' not in line:
+                return line
+
     def send_raw(self, data, fds=None):
         if isinstance(data, str):
             data = data.encode()

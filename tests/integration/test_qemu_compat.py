@@ -638,14 +638,6 @@ def replay(title, exchanges, ours, theirs):
     return table, replies
 
 
-def reply_line(q):
-    """The next reply line, events skipped."""
-    while True:
-        line = q.recv_line().decode()
-        if "event" not in json.loads(line):
-            return line
-
-
 def replay_protocol(qemu, our_path):
     table = Table(f"protocol, byte for byte: live {qemu.describe()} vs qstatsd")
     for session, negotiate, texts in PROTOCOL:
@@ -658,7 +650,7 @@ def replay_protocol(qemu, our_path):
                 lines = []
                 for q in (ours, theirs):
                     q.send_raw(text)
-                    lines.append(reply_line(q))
+                    lines.append(q.recv_reply_line().decode())
                 table.add(f"{session}: {text.strip()[:70]}", *compare_raw(text, *lines))
         finally:
             ours.close()

@@ -432,7 +432,7 @@ def test_built_file_with_u64_extremes_is_answered_exactly_in_qmp_and_hmp():
             os.close(fd)
             assert r == {"return": {}}, r
             q.send_raw(json.dumps({"execute": "query-stats", "arguments": {"target": target}}))
-            raw = q.recv_line().decode()
+            raw = q.recv_reply_line().decode()
             assert "18446744073709551615" in raw and "9223372036854775808" in raw, raw
             (res,) = json.loads(raw)["return"]
             assert stats_of(res) == expect

@@ -113,7 +113,8 @@ static const char *const contract_commands[] = {
     "qmp_capabilities", "query-version", "query-commands", "query-qmp-schema",
     "query-name", "quit", "query-stats", "query-stats-schemas", "qom-list",
     "qom-get", "qom-set", "human-monitor-command", "getfd", "closefd",
-    "add-stats-fd", "remove-stats-fd", "query-status", "query-balloon",
+    "add-stats-fd", "remove-stats-fd", "query-status", "query-stats-failures",
+    "query-balloon",
 };
 
 static void builtin_schema_lists_every_contract_command_in_order(void **state)
