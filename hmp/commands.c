@@ -20,7 +20,10 @@ qs_hmp *qs_hmp_new(const qs_hmp_config *cfg)
 {
     qs_hmp *h = qs_calloc(1, sizeof(*h));
     h->cfg = *cfg;
+    if (!h->cfg.max_reply_bytes)
+        h->cfg.max_reply_bytes = QS_REPLY_MAX_DEFAULT;
     qs_results_init(&h->results);
+    h->results.limit = h->cfg.max_reply_bytes;
     qs_schemas_init(&h->schemas);
     add_builtin_commands(h);
     return h;
@@ -282,7 +285,13 @@ void qs_hmp_execute(qs_hmp_monitor *m, const char *line, qs_buf *out)
 {
     qs_buf tmp;
     qs_buf_init(&tmp);
+    tmp.limit = m->h->cfg.max_reply_bytes;
     run_line(m, line, &tmp);
+    if (tmp.overflow) {
+        qs_buf_free(&tmp);
+        qs_buf_printf(&tmp, "the output would exceed %zu bytes (qstats' reply limit); "
+                      "ask for less\n", m->h->cfg.max_reply_bytes);
+    }
     /* monitor_puts: every "\n" leaves as "\r\n". */
     for (size_t i = 0; i < tmp.len; i++) {
         if (tmp.data[i] == '\n')

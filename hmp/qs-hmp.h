@@ -25,6 +25,9 @@ typedef struct qs_hmp_monitor qs_hmp_monitor;
 
 typedef struct qs_hmp_config {
     qs_registry *reg;
+    /* Bytes of one command's output and of the results behind it (0:
+     * QS_REPLY_MAX_DEFAULT); past it the command prints why instead. */
+    size_t max_reply_bytes;
     /* The quit command.  It may close consoles at once, but must not free
      * the qs_hmp while the command runs (defer that to the loop). */
     void (*on_quit)(void *opaque);

@@ -97,7 +97,9 @@ void qs_hmp_cmd_info_stats(void *opaque, qs_hmp_monitor *m, const qs_hmp_args *a
         qs_error_free(err);
     }
     query_free(&q);
-    /* Names and descriptors are borrowed from providers: drop them now. */
+    /* Names and descriptors are borrowed from providers: drop them now,
+     * and what a large query needed with them. */
     qs_results_reset(&h->results);
+    qs_results_trim(&h->results, QS_KEEP_BYTES);
     qs_schemas_reset(&h->schemas);
 }

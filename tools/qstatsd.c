@@ -6,8 +6,10 @@
  * lives in the library; this file only parses options, creates the pieces
  * in dependency order and tears them down in reverse on SIGINT/SIGTERM/quit.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <sys/resource.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +39,9 @@ typedef struct options {
     bool vcpus_given;
     bool no_vm;
     bool allow_remote;
+    size_t max_reply_bytes;    /* 0: the library's defaults */
+    size_t max_buffer_bytes;
+    size_t max_sessions;
 } options;
 
 typedef struct qsd {
@@ -71,6 +76,10 @@ static void usage(FILE *f)
           "  --metrics HOST:PORT            OpenMetrics endpoint at /metrics\n"
           "  --name NAME                    VM name (query-name, metrics label vm)\n"
           "  --allow-remote                 allow non-loopback TCP listeners\n"
+          "  --max-reply-bytes N            ceiling of one reply, QMP, HMP or metrics\n"
+          "                                 (default 16M; K, M and G suffixes)\n"
+          "  --max-buffer-bytes N           QMP session buffers beyond 1M each (default 96M)\n"
+          "  --max-sessions N               QMP sessions at once (default 64)\n"
           "  --help, --version\n", f);
 }
 
@@ -102,17 +111,38 @@ static unsigned parse_vcpus(const char *s)
     return (unsigned)n;
 }
 
+/* "N", "NK", "NM" or "NG" (powers of 1024), at least min. */
+static size_t parse_size(const char *opt, const char *s, size_t min)
+{
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(s, &end, 10);
+    int shift = *end == 'K' ? 10 : *end == 'M' ? 20 : *end == 'G' ? 30 : 0;
+    if (shift)
+        end++;
+    if (*s < '0' || *s > '9' || *end || errno || n > (SIZE_MAX >> shift) ||
+        (n << shift) < min) {
+        fprintf(stderr, "qstatsd: %s expects a number of at least %zu (K, M, G "
+                "suffixes allowed)\n", opt, min);
+        exit(1);
+    }
+    return (size_t)(n << shift);
+}
+
 static void parse_options(int argc, char **argv, options *o)
 {
     enum { O_QMP = 256, O_HMP, O_VCPUS, O_NOVM, O_RECORDED, O_BALLOON, O_METRICS,
-           O_NAME, O_REMOTE, O_HELP, O_VERSION };
+           O_NAME, O_REMOTE, O_REPLY, O_BUFFER, O_SESSIONS, O_HELP, O_VERSION };
     static const struct option longopts[] = {
         { "qmp", required_argument, 0, O_QMP }, { "hmp", required_argument, 0, O_HMP },
         { "vcpus", required_argument, 0, O_VCPUS }, { "no-vm", no_argument, 0, O_NOVM },
         { "recorded", required_argument, 0, O_RECORDED },
         { "balloon", required_argument, 0, O_BALLOON },
         { "metrics", required_argument, 0, O_METRICS }, { "name", required_argument, 0, O_NAME },
-        { "allow-remote", no_argument, 0, O_REMOTE }, { "help", no_argument, 0, O_HELP },
+        { "allow-remote", no_argument, 0, O_REMOTE },
+        { "max-reply-bytes", required_argument, 0, O_REPLY },
+        { "max-buffer-bytes", required_argument, 0, O_BUFFER },
+        { "max-sessions", required_argument, 0, O_SESSIONS }, { "help", no_argument, 0, O_HELP },
         { "version", no_argument, 0, O_VERSION }, { 0, 0, 0, 0 },
     };
     int c;
@@ -129,6 +159,9 @@ static void parse_options(int argc, char **argv, options *o)
         case O_METRICS: o->metrics = optarg; break;
         case O_NAME: o->name = optarg; break;
         case O_REMOTE: o->allow_remote = true; break;
+        case O_REPLY: o->max_reply_bytes = parse_size("--max-reply-bytes", optarg, 4096); break;
+        case O_BUFFER: o->max_buffer_bytes = parse_size("--max-buffer-bytes", optarg, 0); break;
+        case O_SESSIONS: o->max_sessions = parse_size("--max-sessions", optarg, 1); break;
         case 'h': case O_HELP: usage(stdout); exit(0);
         case O_VERSION: printf("qstatsd %s\n", QS_VERSION_STRING); exit(0);
         default: usage(stderr); exit(1);
@@ -247,10 +280,14 @@ static void start_servers(qsd *d, const options *o)
         note_socket(d, o->balloon);
     }
     d->hmp = qs_hmp_new(&(qs_hmp_config){ .reg = d->reg, .on_quit = request_stop,
-                                          .opaque = d });
+                                          .opaque = d,
+                                          .max_reply_bytes = o->max_reply_bytes });
     d->qmp = qs_qmp_new(d->loop, &(qs_qmp_config){
                             .reg = d->reg, .hmp = d->hmp, .name = o->name,
-                            .on_quit = request_stop, .opaque = d }, &err);
+                            .on_quit = request_stop, .opaque = d,
+                            .max_sessions = o->max_sessions,
+                            .max_reply_bytes = o->max_reply_bytes,
+                            .max_buffer_bytes = o->max_buffer_bytes }, &err);
     if (!d->qmp || !qs_balloon_add_commands(d->balloon, d->qmp, d->hmp, &err))
         die(d, "QMP", err);
     for (int i = 0; i < o->nqmp; i++) {
@@ -262,7 +299,8 @@ static void start_servers(qsd *d, const options *o)
     }
     if (o->metrics) {
         d->exporter = qs_exporter_new(d->loop, &(qs_exporter_config){
-                                          .reg = d->reg, .vm_name = o->name },
+                                          .reg = d->reg, .vm_name = o->name,
+                                          .max_reply_bytes = o->max_reply_bytes },
                                       o->metrics, o->allow_remote, &err);
         if (!d->exporter)
             die(d, "--metrics", err);
