@@ -10,6 +10,7 @@
 #include "qs-core.h"
 #include "qs-kvm.h"
 #include "qs-balloon.h"
+#include "qs-sched.h"
 #include "qs-qmp.h"
 #include "qs-hmp.h"
 #include "qs-exporter.h"

@@ -127,6 +127,51 @@ static bool cmd_query_stats_failures(qs_qmp_session *s, const json_t *args, qs_j
     return true;
 }
 
+#if defined(__x86_64__)
+#define SYSEMU_TARGET "x86_64"
+#elif defined(__aarch64__)
+#define SYSEMU_TARGET "aarch64"
+#elif defined(__s390x__)
+#define SYSEMU_TARGET "s390x"
+#elif defined(__riscv) && __riscv_xlen == 64
+#define SYSEMU_TARGET "riscv64"
+#elif defined(__powerpc64__)
+#define SYSEMU_TARGET "ppc64"
+#else
+#define SYSEMU_TARGET "i386"
+#endif
+
+/* QEMU's query-cpus-fast for every vCPU whose host thread is known (the
+ * sched provider learnt it), in QEMU 7.2's member order; clients map vCPUs
+ * to threads with it.  The target is the host's: KVM runs the guest on it. */
+static bool cmd_query_cpus_fast(qs_qmp_session *s, const json_t *args, qs_jw *ret,
+                                qs_error **errp)
+{
+    qs_registry *reg = s->server->cfg.reg;
+    qs_jw_begin_array(ret);
+    for (size_t i = 0; i < qs_registry_vcpu_count(reg); i++) {
+        const char *path = qs_registry_vcpu_path(reg, i);
+        long tid = qs_registry_vcpu_thread(reg, i), index = qs_vcpu_index(path);
+        if (!tid)
+            continue;
+        index = index >= 0 ? index : (long)i;
+        qs_jw_begin_object(ret);
+        qs_jw_key(ret, "thread-id"); qs_jw_i64(ret, tid);
+        qs_jw_key(ret, "props");
+        qs_jw_begin_object(ret);
+        qs_jw_key(ret, "core-id"); qs_jw_i64(ret, index);
+        qs_jw_key(ret, "thread-id"); qs_jw_i64(ret, 0);
+        qs_jw_key(ret, "socket-id"); qs_jw_i64(ret, 0);
+        qs_jw_end_object(ret);
+        qs_jw_key(ret, "qom-path"); qs_jw_str(ret, path);
+        qs_jw_key(ret, "cpu-index"); qs_jw_i64(ret, index);
+        qs_jw_key(ret, "target"); qs_jw_str(ret, SYSEMU_TARGET);
+        qs_jw_end_object(ret);
+    }
+    qs_jw_end_array(ret);
+    return true;
+}
+
 static bool cmd_quit(qs_qmp_session *s, const json_t *args, qs_jw *ret, qs_error **errp)
 {
     qs_qmp_request_quit(s);
@@ -397,6 +442,7 @@ static const struct {
     { "query-name", cmd_query_name },
     { "query-status", cmd_query_status },
     { "query-stats-failures", cmd_query_stats_failures },
+    { "query-cpus-fast", cmd_query_cpus_fast },
     { "quit", cmd_quit },
     { "query-stats", cmd_query_stats },
     { "query-stats-schemas", cmd_query_stats_schemas },

@@ -22,6 +22,7 @@
 #include "qs-kvm.h"
 #include "qs-microvm.h"
 #include "qs-qmp.h"
+#include "qs-sched.h"
 
 #define MAX_LISTENERS 16
 #define DEFAULT_BALLOON_BYTES (256ull << 20)   /* reported when there is no VM */
@@ -49,6 +50,7 @@ typedef struct qsd {
     qs_registry *reg;
     qs_microvm *vm;
     qs_kvm_provider *kvm;
+    qs_sched_provider *sched;
     qs_balloon *balloon;
     qs_hmp *hmp;
     qs_hmp_console *consoles[MAX_LISTENERS];
@@ -191,6 +193,27 @@ static void raise_fd_limit(void)
     }
 }
 
+/* The micro-VM's vCPU threads go to the sched provider as pidfds, exactly
+ * as a foreign VMM's would; a kernel without thread pidfds (before 6.9)
+ * only loses the sched stats, said once. */
+static void add_vm_threads(qsd *d, unsigned vcpus)
+{
+    for (unsigned i = 0; i < vcpus; i++) {
+        char path[QS_VCPU_PATH_MAX];
+        qs_error *err = NULL;
+        int fd = qs_sched_thread_pidfd(qs_microvm_vcpu_thread_id(d->vm, i), &err);
+        if (fd < 0 || !qs_sched_provider_add_thread(d->sched, qs_vcpu_qom_path(i, path),
+                                                    fd, &err)) {
+            fprintf(stderr, "qstatsd: sched stats of the micro-VM unavailable: %s\n",
+                    err->msg);
+            qs_error_free(err);
+            if (fd >= 0)
+                close(fd);
+            return;
+        }
+    }
+}
+
 /* The micro-VM's fds go to the kvm provider exactly as handed-over fds do. */
 static void start_vm(qsd *d, unsigned vcpus)
 {
@@ -210,6 +233,7 @@ static void start_vm(qsd *d, unsigned vcpus)
         if (fd < 0 || !qs_kvm_provider_add_vcpu(d->kvm, qs_vcpu_qom_path(i, path), fd, &err))
             die(d, "vCPU stats", err);
     }
+    add_vm_threads(d, vcpus);
 }
 
 /* A recorded VM stands in for the micro-VM; a bad recording is fatal. */
@@ -335,6 +359,7 @@ int main(int argc, char **argv)
     d.reg = qs_registry_new();
     qs_registry_watch(d.reg, log_source_event, NULL);
     d.kvm = qs_kvm_provider_new(d.reg);
+    d.sched = qs_sched_provider_new(d.reg);
     if (o.recorded)
         start_recorded(&d, o.recorded);
     else if (!o.no_vm)
@@ -345,6 +370,7 @@ int main(int argc, char **argv)
 
     /* Every handle is closed; now the plain objects. */
     qs_hmp_free(d.hmp);
+    qs_sched_provider_free(d.sched);
     qs_kvm_provider_free(d.kvm);
     qs_microvm_free(d.vm);
     qs_registry_free(d.reg);

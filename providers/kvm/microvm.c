@@ -38,12 +38,14 @@
 #include <limits.h>
 #include <linux/kvm.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -85,6 +87,7 @@ typedef struct qs_microvm_vcpu {
     int stats_fd;            /* fetched before the thread starts; see below */
     struct kvm_run *run;
     pthread_t thread;
+    atomic_long tid;         /* the thread's, once it runs */
     bool started;
 } qs_microvm_vcpu;
 
@@ -309,6 +312,7 @@ static void *vcpu_thread(void *opaque)
     qs_microvm_vcpu *v = opaque;
     qs_microvm *vm = v->vm;
 
+    atomic_store(&v->tid, (long)syscall(SYS_gettid));
     while (!atomic_load_explicit(&vm->stop, memory_order_acquire)) {
         if (ioctl(v->fd, KVM_RUN, 0) < 0) {
             if (errno == EINTR || errno == EAGAIN) {
@@ -585,6 +589,16 @@ int qs_microvm_vm_stats_fd(qs_microvm *vm, qs_error **errp)
                       strerror(errno));
     }
     return sfd;
+}
+
+long qs_microvm_vcpu_thread_id(qs_microvm *vm, unsigned i)
+{
+    if (i >= vm->nvcpus || !vm->vcpus[i].started)
+        return 0;
+    long tid;
+    while (!(tid = atomic_load(&vm->vcpus[i].tid)))
+        sched_yield();       /* started: it publishes its id first thing */
+    return tid;
 }
 
 int qs_microvm_vcpu_stats_fd(qs_microvm *vm, unsigned i, qs_error **errp)

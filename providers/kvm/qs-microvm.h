@@ -26,5 +26,7 @@ uint64_t qs_microvm_mem_size(const qs_microvm *vm);
 /* New stats fds (KVM_GET_STATS_FD); the caller owns them. -1 + errp on error. */
 int qs_microvm_vm_stats_fd(qs_microvm *vm, qs_error **errp);
 int qs_microvm_vcpu_stats_fd(qs_microvm *vm, unsigned i, qs_error **errp);
+/* The host thread id of vCPU i (0 if there is no such vCPU). */
+long qs_microvm_vcpu_thread_id(qs_microvm *vm, unsigned i);
 
 #endif

@@ -6,6 +6,7 @@ move between two queries by exactly what the recording advanced, every
 filter shape, every argument error text (docs/qemu-behaviour.md#filters,
 docs/qemu-behaviour.md#argument-errors).  Where /dev/kvm works, the values
 of the live micro-VM move too."""
+import os
 import resource
 import time
 
@@ -128,22 +129,37 @@ def test_vcpu_values_move_between_two_queries_by_what_the_guest_did():
 
 
 def test_vcpu_values_move_on_the_live_micro_vm():
+    """kvm stats move, and the sched provider has each vCPU's thread: the
+    threads run (run_ns, timeslices grow) under the same QOM paths."""
     need_kvm("the micro-VM's guest timer")
+    kvm = {"providers": [{"provider": "kvm"}]}
+    sched = {"providers": [{"provider": "sched"}]}
     with Daemon(vcpus=2) as d:
         q = d.qmp()
-        first = q.ok("query-stats", {"target": "vcpu"})
+        first = q.ok("query-stats", {"target": "vcpu", **kvm})
+        first_sched = q.ok("query-stats", {"target": "vcpu", **sched})
         deadline = time.time() + 30
         while True:
             time.sleep(0.5)
-            second = q.ok("query-stats", {"target": "vcpu"})
+            second = q.ok("query-stats", {"target": "vcpu", **kvm})
+            second_sched = q.ok("query-stats", {"target": "vcpu", **sched})
             moved = [all(stats_of(b)[n] > stats_of(a)[n] for n in MOVED) and
                      sum(stats_of(b)["halt_wait_hist"]) > sum(stats_of(a)["halt_wait_hist"])
                      for a, b in zip(first, second)]
-            if all(moved) or time.time() > deadline:
+            ran = [stats_of(b)["run_ns"] > stats_of(a)["run_ns"] and
+                   stats_of(b)["timeslices"] > stats_of(a)["timeslices"]
+                   for a, b in zip(first_sched, second_sched)]
+            if (all(moved) and all(ran)) or time.time() > deadline:
                 break
         assert [r["qom-path"] for r in second] == [VCPU0, VCPU1]
+        assert [r["qom-path"] for r in second_sched] == [VCPU0, VCPU1]
         assert all(moved), (first, second)
+        assert all(ran), (first_sched, second_sched)
         assert all(isinstance(stats_of(r)["guest_mode"], bool) for r in second)
+        cpus = q.ok("query-cpus-fast")
+        assert [c["qom-path"] for c in cpus] == [VCPU0, VCPU1]
+        for c in cpus:
+            assert os.path.exists(f"/proc/{d.proc.pid}/task/{c['thread-id']}"), c
 
 
 def test_results_carry_the_full_schema_stat_set_in_descriptor_order():
