@@ -21,7 +21,8 @@ import tempfile
 import time
 
 from qstest import QSTATSD, Daemon, need_kvm, run_module
-from qemu_oracle import TRANSCRIPT, LiveQemu, carries_stats, derived, transcript_full
+from qemu_oracle import TRANSCRIPT, LiveQemu, carries_stats, derived, transcript_full, \
+    without_qstats_providers
 
 PROMPT = b"(qstats) "
 STAT = re.compile(r"^    (\S+) \(([^)]*)\): (.*)$")
@@ -212,8 +213,10 @@ def test_stats_lines_match_a_live_qemu_under_kvm():
             Daemon(vcpus=2) as d:
         ours = d.qmp()
         for line in STATS_LINES:
+            mine = without_qstats_providers("human-monitor-command", {},
+                                            {"return": hmc(ours, line)})["return"]
             try:
-                same_shape(hmc(ours, line), hmc(qemu.q, line))
+                same_shape(mine, hmc(qemu.q, line))
             except AssertionError as e:
                 raise AssertionError(f"{line}: {e}") from None
         ours.close()
