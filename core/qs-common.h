@@ -47,4 +47,10 @@ bool qs_strset_get(const qs_strset *set, const char *s, size_t *value);
 void qs_json_reindent(qs_buf *out, const char *json, size_t len, int indent,
                       bool empty_inline);
 
+/* stats-json.c: the return values of query-stats and query-stats-schemas,
+ * written with w (QEMU's member order and rules: qom-path omitted for the
+ * VM, base only with an exponent, bucket-size only for linear histograms). */
+void qs_json_put_results(qs_jw *w, const qs_results *r);
+void qs_json_put_schemas(qs_jw *w, const qs_schemas *s);
+
 #endif
