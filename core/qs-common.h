@@ -8,6 +8,8 @@
 #ifndef QS_COMMON_H
 #define QS_COMMON_H
 
+#include <time.h>
+
 #include "qs-core.h"
 
 void *qs_malloc(size_t n);
@@ -15,6 +17,9 @@ void *qs_calloc(size_t n, size_t m);
 void *qs_realloc(void *p, size_t n);
 char *qs_strdup(const char *s);
 char *qs_strdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* clock_gettime(id) in seconds: rates, timestamps and durations. */
+double qs_clock_seconds(clockid_t id);
 
 /* A set of strings (copied), each with a value; lookups in constant time
  * (strset.c). */
@@ -52,5 +57,6 @@ void qs_json_reindent(qs_buf *out, const char *json, size_t len, int indent,
  * VM, base only with an exponent, bucket-size only for linear histograms). */
 void qs_json_put_results(qs_jw *w, const qs_results *r);
 void qs_json_put_schemas(qs_jw *w, const qs_schemas *s);
+void qs_json_put_schema_value(qs_jw *w, const qs_schema_value *sv);
 
 #endif

@@ -67,7 +67,7 @@ void qs_json_put_results(qs_jw *w, const qs_results *r)
     qs_jw_end_array(w);
 }
 
-static void encode_schema_value(qs_jw *w, const qs_schema_value *sv)
+void qs_json_put_schema_value(qs_jw *w, const qs_schema_value *sv)
 {
     qs_jw_begin_object(w);
     qs_jw_key(w, "name");
@@ -104,7 +104,7 @@ void qs_json_put_schemas(qs_jw *w, const qs_schemas *s)
         qs_jw_key(w, "stats");
         qs_jw_begin_array(w);
         for (size_t j = 0; j < sc->n; j++)
-            encode_schema_value(w, &sc->stats[j]);
+            qs_json_put_schema_value(w, &sc->stats[j]);
         qs_jw_end_array(w);
         qs_jw_end_object(w);
     }

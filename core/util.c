@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "qs-common.h"
 
@@ -22,6 +23,13 @@ void *qs_malloc(size_t n) { return check_alloc(malloc(n ? n : 1)); }
 void *qs_calloc(size_t n, size_t m) { return check_alloc(calloc(n ? n : 1, m ? m : 1)); }
 void *qs_realloc(void *p, size_t n) { return check_alloc(realloc(p, n ? n : 1)); }
 char *qs_strdup(const char *s) { return check_alloc(strdup(s)); }
+
+double qs_clock_seconds(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 char *qs_strdup_printf(const char *fmt, ...)
 {

@@ -7,8 +7,9 @@
  *                       OpenMetrics 1.0).  No I/O, no clock: unit tests and
  *                       benchmarks call it directly.
  *   qs_exporter         HTTP server (libmicrohttpd) on the caller's libuv
- *                       loop serving GET/HEAD /metrics; each scrape queries
- *                       the registry on the loop thread and renders.
+ *                       loop serving GET/HEAD /metrics, the JSON API and
+ *                       the web page; each request queries the registry on
+ *                       the loop thread and renders.
  *
  * Metric naming (the rules the README documents):
  *   family  = qstats_<provider>_<target>_<stem>[_<unit>]
@@ -54,14 +55,60 @@ typedef enum qs_metrics_format {
 /* Default value of the vm label when no name is configured. */
 #define QS_METRICS_DEFAULT_VM "qstats"
 
-/* Appends the exposition of the given schemas and results to out.
+/* What one exposition shows.
+ *   selection  families whose provider, target and stat name are in the
+ *              lists (AND across the three, OR within one; NULL: all);
+ *   vCPUs      per kind of stat, the most vCPUs shown one by one: a VM with
+ *              more gets one sample per family, without the vcpu label and
+ *              under the same name and unit -- counters and histograms
+ *              summed, peaks their maximum, instants summed, booleans the
+ *              number of vCPUs for which they are true (UINT_MAX: always
+ *              per vCPU, 0: always aggregated). */
+typedef enum qs_metrics_kind {
+    QS_METRICS_COUNTERS,        /* cumulative */
+    QS_METRICS_GAUGES,          /* instant and peak */
+    QS_METRICS_BOOLEANS,
+    QS_METRICS_HISTOGRAMS,
+    QS_METRICS_NKINDS
+} qs_metrics_kind;
+
+/* The defaults: every vCPU of a VM up to 1024 vCPUs for scalar stats and
+ * up to 128 for histograms (a 64-vCPU VM keeps its full detail; 1024 vCPUs
+ * stay under 60000 samples). */
+#define QS_METRICS_PER_VCPU_SCALARS 1024u
+#define QS_METRICS_PER_VCPU_HISTOGRAMS 128u
+
+/* The exporter's own health, appended when given (the exporter's
+ * conventions: build info, scrape duration, failing sources, samples). */
+typedef struct qs_metrics_health {
+    const char *version;
+    double started;             /* CLOCK_MONOTONIC seconds when the scrape began */
+    size_t sources_failing;
+    uint64_t scrapes;           /* counted so far, this one included */
+} qs_metrics_health;
+
+typedef struct qs_metrics_view {
+    const qs_strlist *providers, *targets, *names;
+    unsigned per_vcpu_max[QS_METRICS_NKINDS];
+    const qs_metrics_health *health;
+} qs_metrics_view;
+
+/* Sets the default view: everything, the default vCPU detail, no health. */
+QS_EXPORT void qs_metrics_view_init(qs_metrics_view *v);
+
+/* Appends the exposition of the given schemas and results to out, as view
+ * says (NULL: everything, every vCPU); returns the number of samples.
  * vm_results / vcpu_results are query-stats answers for target vm / vcpu
  * (either may be NULL).  now is the wall clock in Unix seconds, used only
  * for the last-update age gauge (<= 0: no age gauge).  vm_name NULL means
  * QS_METRICS_DEFAULT_VM. */
-QS_EXPORT void qs_metrics_render(qs_buf *out, qs_metrics_format fmt, const char *vm_name,
-                                 const qs_schemas *schemas, const qs_results *vm_results,
-                                 const qs_results *vcpu_results, double now);
+QS_EXPORT size_t qs_metrics_render(qs_buf *out, qs_metrics_format fmt, const char *vm_name,
+                                   const qs_schemas *schemas, const qs_results *vm_results,
+                                   const qs_results *vcpu_results, double now,
+                                   const qs_metrics_view *view);
+/* Whether an Accept-Encoding header accepts gzip (a Prometheus server
+ * sends "gzip" with every scrape); NULL or unparsable: no. */
+QS_EXPORT bool qs_metrics_accepts_gzip(const char *accept_encoding);
 
 /* The Content-Type header value for a format. */
 QS_EXPORT const char *qs_metrics_content_type(qs_metrics_format fmt);
@@ -80,10 +127,18 @@ typedef struct qs_exporter_config {
     /* Bytes of one exposition and of the results behind it (0:
      * QS_REPLY_MAX_DEFAULT); a larger scrape answers 500, saying why. */
     size_t max_reply_bytes;
+    /* The default view of /metrics (a scrape's own parameters replace it):
+     * a selection in query-string form ("provider=kvm&name=exits"), and the
+     * vCPU detail per kind ("histograms=0,counters=all"); NULL: everything,
+     * QS_METRICS_PER_VCPU_* detail. */
+    const char *select;
+    const char *vcpu_detail;
 } qs_exporter_config;
 
 /* Listens on "HOST:PORT" ("[::1]:PORT" for IPv6; port 0 picks a free one)
- * and serves GET/HEAD /metrics on loop; other paths answer 404, other
+ * and serves GET/HEAD on loop: /metrics, /api/v1/schemas, /api/v1/stats
+ * and the web page at /, each with the provider/target/name query string,
+ * gzip'd when the client accepts it; other paths answer 404, other
  * methods 405.  A host that is not loopback is refused unless allow_remote.
  * Returns NULL with *errp set on failure. */
 QS_EXPORT qs_exporter *qs_exporter_new(uv_loop_t *loop, const qs_exporter_config *cfg,

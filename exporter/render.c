@@ -9,10 +9,17 @@
  * position j of each result first (O(1)), by name otherwise.  Everything a
  * family needs that does not depend on the sample (name, bucket labels) is
  * computed once per family, which keeps a 1024-vCPU scrape cheap.
+ *
+ * A view selects families (provider, target, stat name) and, per kind of
+ * stat, how many vCPUs are shown one by one: past that, a family gets one
+ * sample aggregated over the vCPUs (aggregate_values), which is what keeps
+ * the series of a 1024-vCPU VM in check.
  */
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -31,6 +38,12 @@ typedef struct render_ctx {
     qs_metrics_format fmt;
     const char *vm;
     double now;
+    const qs_metrics_view *view;
+    size_t samples;              /* written so far */
+    uint64_t *agg;               /* aggregated values of the current family */
+    size_t cap_agg;
+    sel_result vm_only;          /* labels of an aggregated sample: vm="x" */
+    bool aggregated;             /* the current family is aggregated */
     const qs_results *results;   /* of the schema being rendered */
     sel_result *sel;
     size_t nsel, cap_sel;
@@ -139,6 +152,7 @@ static void set_help(render_ctx *c, const char *provider, qs_target t,
 
 static void put_sample_start(render_ctx *c, const sel_result *s, const char *sfx)
 {
+    c->samples++;
     qs_buf_puts(c->out, c->fam.data);
     qs_buf_puts(c->out, sfx);
     qs_buf_putc(c->out, '{');
@@ -174,11 +188,68 @@ static const uint64_t *find_values(const render_ctx *c, const qs_result *r,
     return qs_results_values(c->results, hit->off);
 }
 
+/* ---- aggregation over vCPUs ------------------------------------------- */
+
+static qs_metrics_kind kind_of(const qs_schema_value *sv)
+{
+    if (qs_schema_is_histogram(sv))
+        return QS_METRICS_HISTOGRAMS;
+    if (sv->unit == QS_UNIT_BOOLEAN)
+        return QS_METRICS_BOOLEANS;
+    return sv->type == QS_TYPE_CUMULATIVE ? QS_METRICS_COUNTERS : QS_METRICS_GAUGES;
+}
+
+static bool aggregate_family(const render_ctx *c, const qs_schema *s,
+                             const qs_schema_value *sv)
+{
+    return s->target == QS_TARGET_VCPU && c->view &&
+           c->nsel > c->view->per_vcpu_max[kind_of(sv)];
+}
+
+/* The values of sv over every selected vCPU into c->agg (sv->size words):
+ * sums, the maximum for peaks, the number of trues for booleans.  NULL
+ * when no vCPU has the stat. */
+static const uint64_t *aggregate_values(render_ctx *c, const qs_schema_value *sv, size_t j)
+{
+    if (c->cap_agg < sv->size) {
+        c->cap_agg = sv->size;
+        c->agg = qs_realloc(c->agg, c->cap_agg * sizeof(*c->agg));
+    }
+    memset(c->agg, 0, sv->size * sizeof(*c->agg));
+    bool any = false;
+    for (size_t k = 0; k < c->nsel; k++) {
+        const uint64_t *v = find_values(c, c->sel[k].res, sv, j);
+        for (size_t i = 0; v && i < sv->size; i++) {
+            if (sv->unit == QS_UNIT_BOOLEAN)
+                c->agg[i] += v[i] != 0;
+            else if (sv->type == QS_TYPE_PEAK)
+                c->agg[i] = v[i] > c->agg[i] ? v[i] : c->agg[i];
+            else
+                c->agg[i] += v[i];
+        }
+        any = any || v;
+    }
+    return any ? c->agg : NULL;
+}
+
 static void render_scalar(render_ctx *c, const qs_schema *s, size_t j)
 {
     const qs_schema_value *sv = &s->stats[j];
     fam_kind kind = sv->type == QS_TYPE_CUMULATIVE ? FAM_COUNTER : FAM_GAUGE;
     const char *unit = qs_metrics_unit_word(sv->unit);
+    if (c->aggregated) {
+        const uint64_t *v = aggregate_values(c, sv, j);
+        if (!v || !begin_sample(c, kind, unit))
+            return;
+        put_sample_start(c, &c->vm_only, kind == FAM_COUNTER ? "_total" : "");
+        qs_buf_puts(c->out, "} ");
+        if (sv->unit == QS_UNIT_BOOLEAN)
+            qs_buf_put_u64(c->out, v[0]);          /* a count of vCPUs */
+        else
+            put_value(c, sv, v[0]);
+        qs_buf_putc(c->out, '\n');
+        return;
+    }
     for (size_t k = 0; k < c->nsel; k++) {
         const uint64_t *v = find_values(c, c->sel[k].res, sv, j);
         if (!v || !begin_sample(c, kind, unit))
@@ -288,6 +359,16 @@ static void render_histogram(render_ctx *c, const qs_schema *s, size_t j)
     long sum_idx = find_sum_stat(c, sv);
     const qs_schema_value *sum_sv = sum_idx >= 0 ? &s->stats[sum_idx] : NULL;
     const char *unit = qs_metrics_unit_word(sv->unit);
+    if (c->aggregated) {
+        uint64_t sum = 0;
+        const uint64_t *sum_v = sum_sv ? aggregate_values(c, sum_sv, (size_t)sum_idx) : NULL;
+        if (sum_v)
+            sum = sum_v[0];
+        const uint64_t *v = aggregate_values(c, sv, j);
+        if (v && begin_sample(c, FAM_HISTOGRAM, unit))
+            render_hist_sample(c, &c->vm_only, sv, v, sum_sv, sum_v ? &sum : NULL);
+        return;
+    }
     for (size_t k = 0; k < c->nsel; k++) {
         const uint64_t *v = find_values(c, c->sel[k].res, sv, j);
         if (!v || !begin_sample(c, FAM_HISTOGRAM, unit))
@@ -397,6 +478,11 @@ static void select_results(render_ctx *c, const qs_schema *s,
     }
     dedupe_selection(c);
     qs_buf_reset(&c->labels);
+    qs_buf_puts(&c->labels, "vm=\"");
+    qs_metrics_put_label_value(&c->labels, c->vm);
+    qs_buf_putc(&c->labels, '"');
+    qs_buf_putc(&c->labels, 0);
+    c->vm_only.labels_off = 0;
     for (size_t k = 0; k < c->nsel; k++) {
         c->sel[k].labels_off = c->labels.len;
         qs_buf_puts(&c->labels, "vm=\"");
@@ -411,19 +497,43 @@ static void select_results(render_ctx *c, const qs_schema *s,
     }
 }
 
+static bool selected(const qs_strlist *l, const char *s)
+{
+    return qs_strlist_match(l, s);
+}
+
+/* What an aggregated family's HELP adds: how its vCPUs were combined. */
+static const char *aggregate_rule(const qs_schema_value *sv)
+{
+    if (sv->unit == QS_UNIT_BOOLEAN)
+        return " Aggregated: the number of vCPUs for which it is true.";
+    if (sv->type == QS_TYPE_PEAK)
+        return " Aggregated: the maximum over the VM's vCPUs.";
+    return " Aggregated: summed over the VM's vCPUs.";
+}
+
 static void render_schema(render_ctx *c, const qs_schema *s, const qs_results *r)
 {
+    const qs_metrics_view *v = c->view;
+    if (v && (!selected(v->providers, s->provider) ||
+              !selected(v->targets, qs_target_name(s->target))))
+        return;
     select_results(c, s, r);
     if (c->nsel == 0)
         return;
     index_sum_stats(c, s);
     for (size_t j = 0; j < s->n; j++) {
         const qs_schema_value *sv = &s->stats[j];
-        bool hist = sv->type == QS_TYPE_LINEAR_HIST || sv->type == QS_TYPE_LOG2_HIST;
+        bool hist = qs_schema_is_histogram(sv);
         if (!hist && sv->size != 1)
             continue;       /* a scalar type with several values has no mapping */
+        if (v && !selected(v->names, sv->name))
+            continue;
         qs_metrics_family_name(&c->fam, s->provider, s->target, sv);
         set_help(c, s->provider, s->target, sv);
+        c->aggregated = aggregate_family(c, s, sv);
+        if (c->aggregated)
+            qs_buf_puts(&c->help, aggregate_rule(sv));
         c->started = false;
         if (hist)
             render_histogram(c, s, j);
@@ -434,11 +544,67 @@ static void render_schema(render_ctx *c, const qs_schema *s, const qs_results *r
     }
 }
 
-void qs_metrics_render(qs_buf *out, qs_metrics_format fmt, const char *vm_name,
-                       const qs_schemas *schemas, const qs_results *vm_results,
-                       const qs_results *vcpu_results, double now)
+/* ---- the exporter's own health ------------------------------------------ */
+
+static void health_sample(render_ctx *c, const char *name, fam_kind kind, const char *unit,
+                          const char *help, const char *labels, double v)
 {
-    render_ctx c = { .out = out, .fmt = fmt, .now = now,
+    qs_buf_reset(&c->fam);
+    qs_buf_puts(&c->fam, name);
+    qs_buf_reset(&c->help);
+    qs_buf_puts(&c->help, help);
+    c->started = false;
+    if (!begin_sample(c, kind, unit))
+        return;
+    c->samples++;
+    qs_buf_printf(c->out, "%s%s{%s} ", name, kind == FAM_COUNTER ? "_total" : "", labels);
+    qs_metrics_put_double(c->out, v, false);
+    qs_buf_putc(c->out, '\n');
+}
+
+static void render_health(render_ctx *c, const qs_metrics_health *h)
+{
+    qs_buf version, vm;             /* labels: not in scratch, which claims use */
+    qs_buf_init(&version);
+    qs_buf_init(&vm);
+    qs_buf_puts(&vm, "vm=\"");
+    qs_metrics_put_label_value(&vm, c->vm);
+    qs_buf_putc(&vm, '"');
+    qs_buf_printf(&version, "%s,version=\"", vm.data);
+    qs_metrics_put_label_value(&version, h->version);
+    qs_buf_putc(&version, '"');
+    health_sample(c, "qstats_build_info", FAM_GAUGE, NULL,
+                  "qstats' version: always 1.", version.data, 1);
+    health_sample(c, "qstats_exporter_scrapes", FAM_COUNTER, NULL,
+                  "Scrapes of the metrics endpoint.", vm.data, (double)h->scrapes);
+    health_sample(c, "qstats_exporter_sources_failing", FAM_GAUGE, NULL,
+                  "Statistics sources whose reads fail now (see QMP query-stats-failures).",
+                  vm.data, (double)h->sources_failing);
+    health_sample(c, "qstats_exporter_samples", FAM_GAUGE, NULL,
+                  "Samples in this exposition, these included.", vm.data,
+                  (double)c->samples + 2);
+    health_sample(c, "qstats_exporter_scrape_duration_seconds", FAM_GAUGE, "seconds",
+                  "Time this scrape took to gather and render.", vm.data,
+                  qs_clock_seconds(CLOCK_MONOTONIC) - h->started);
+    qs_buf_free(&version);
+    qs_buf_free(&vm);
+}
+
+void qs_metrics_view_init(qs_metrics_view *v)
+{
+    memset(v, 0, sizeof(*v));
+    v->per_vcpu_max[QS_METRICS_COUNTERS] = QS_METRICS_PER_VCPU_SCALARS;
+    v->per_vcpu_max[QS_METRICS_GAUGES] = QS_METRICS_PER_VCPU_SCALARS;
+    v->per_vcpu_max[QS_METRICS_BOOLEANS] = QS_METRICS_PER_VCPU_SCALARS;
+    v->per_vcpu_max[QS_METRICS_HISTOGRAMS] = QS_METRICS_PER_VCPU_HISTOGRAMS;
+}
+
+size_t qs_metrics_render(qs_buf *out, qs_metrics_format fmt, const char *vm_name,
+                         const qs_schemas *schemas, const qs_results *vm_results,
+                         const qs_results *vcpu_results, double now,
+                         const qs_metrics_view *view)
+{
+    render_ctx c = { .out = out, .fmt = fmt, .now = now, .view = view,
                      .vm = vm_name ? vm_name : QS_METRICS_DEFAULT_VM };
     qs_buf_init(&c.labels);
     qs_strset_init(&c.taken);
@@ -457,10 +623,13 @@ void qs_metrics_render(qs_buf *out, qs_metrics_format fmt, const char *vm_name,
         else if (s->target == QS_TARGET_VCPU)
             render_schema(&c, s, vcpu_results);
     }
+    if (view && view->health)
+        render_health(&c, view->health);
     if (fmt == QS_METRICS_OPENMETRICS)
         qs_buf_puts(out, "# EOF\n");
     free(c.sel);
     free(c.le_off);
+    free(c.agg);
     qs_buf_free(&c.labels);
     qs_strset_free(&c.taken);
     qs_strset_free(&c.sums);
@@ -468,4 +637,5 @@ void qs_metrics_render(qs_buf *out, qs_metrics_format fmt, const char *vm_name,
     qs_buf_free(&c.help);
     qs_buf_free(&c.scratch);
     qs_buf_free(&c.le);
+    return c.samples;
 }

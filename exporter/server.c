@@ -41,123 +41,6 @@
                 "Content-Length: 37\r\nConnection: close\r\n\r\n" \
                 "qstats: too many metrics connections\n"
 
-struct qs_exporter {
-    uv_loop_t *loop;
-    qs_registry *reg;
-    char *vm_name;
-    struct MHD_Daemon *mhd;
-    qs_acceptor *acceptor;
-    uv_poll_t poll;
-    uv_timer_t timer;
-    int open_handles;       /* freed when the last close callback ran */
-    size_t reply_max;
-    qs_ratelimit log_limit;
-    /* Reused across scrapes: steady state allocates nothing per stat. */
-    qs_schemas schemas;
-    qs_results vm, vcpu;
-    qs_buf body;
-};
-
-/* ---- one scrape -------------------------------------------------------- */
-
-static double wall_clock(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/* The results of both targets share the reply's budget, and so does the
- * rendered text: past it the scrape fails before spending more. */
-static bool scrape(qs_exporter *e, qs_metrics_format fmt, qs_error **errp)
-{
-    qs_filter f = { .target = QS_TARGET_VM };
-    e->vm.limit = e->reply_max / 2;
-    e->vcpu.limit = e->reply_max / 2;
-    if (!qs_registry_query_schemas(e->reg, NULL, &e->schemas, errp) ||
-        !qs_registry_query_stats(e->reg, &f, &e->vm, errp))
-        return false;
-    f.target = QS_TARGET_VCPU;
-    if (!qs_registry_query_stats(e->reg, &f, &e->vcpu, errp))
-        return false;
-    qs_buf_reset(&e->body);
-    e->body.limit = e->reply_max;
-    qs_metrics_render(&e->body, fmt, e->vm_name, &e->schemas, &e->vm,
-                      &e->vcpu, wall_clock());
-    if (e->body.overflow) {
-        qs_error_setg(errp, "the exposition would exceed %zu bytes (qstats' reply limit)",
-                      e->reply_max);
-        return false;
-    }
-    return true;
-}
-
-/* What one scrape needed is not kept past it. */
-static void release_scrape(qs_exporter *e)
-{
-    qs_results_reset(&e->vm);
-    qs_results_reset(&e->vcpu);
-    qs_results_trim(&e->vm, QS_KEEP_BYTES);
-    qs_results_trim(&e->vcpu, QS_KEEP_BYTES);
-    qs_schemas_reset(&e->schemas);
-    qs_buf_reset(&e->body);
-    qs_buf_trim(&e->body, QS_KEEP_BYTES);
-}
-
-static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status,
-                             const char *ctype, const char *body, size_t len,
-                             const char *allow)
-{
-    struct MHD_Response *r = MHD_create_response_from_buffer(
-        len, (void *)body, MHD_RESPMEM_MUST_COPY);
-    if (!r)
-        return MHD_NO;
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-    if (allow)
-        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
-    enum MHD_Result ret = MHD_queue_response(conn, status, r);
-    MHD_destroy_response(r);
-    return ret;
-}
-
-static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned status,
-                                  const char *text, const char *allow)
-{
-    return reply(conn, status, "text/plain; charset=utf-8", text, strlen(text),
-                 allow);
-}
-
-/* MHD answers HEAD itself from the GET response (headers and
- * Content-Length, no body), so both methods take the same path. */
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
-                                  const char *url, const char *method,
-                                  const char *version, const char *upload_data,
-                                  size_t *upload_data_size, void **con_cls)
-{
-    qs_exporter *e = cls;
-    if (strcmp(url, "/metrics") != 0)
-        return reply_text(conn, MHD_HTTP_NOT_FOUND,
-                          "Not found: metrics are served at /metrics\n", NULL);
-    if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
-        return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
-                          "Method not allowed\n", "GET, HEAD");
-    const char *accept = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_ACCEPT);
-    qs_metrics_format fmt = qs_metrics_negotiate(accept);
-    qs_error *err = NULL;
-    enum MHD_Result r;
-    if (!scrape(e, fmt, &err)) {
-        char *msg = qs_strdup_printf("qstats: %s\n", err->msg);
-        r = reply_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, msg, NULL);
-        free(msg);
-        qs_error_free(err);
-    } else {
-        r = reply(conn, MHD_HTTP_OK, qs_metrics_content_type(fmt),
-                  e->body.data ? e->body.data : "", e->body.len, NULL);
-    }
-    release_scrape(e);
-    return r;
-}
 
 /* ---- MHD inside the uv loop -------------------------------------------- */
 
@@ -232,10 +115,10 @@ static void destroy(qs_exporter *e)
 {
     if (e->mhd)
         MHD_stop_daemon(e->mhd);
-    qs_schemas_destroy(&e->schemas);
-    qs_results_destroy(&e->vm);
-    qs_results_destroy(&e->vcpu);
+    qs_metrics_data_destroy(&e->data);
     qs_buf_free(&e->body);
+    qs_buf_free(&e->gz);
+    qs_metrics_query_free(&e->default_query);
     free(e->vm_name);
     free(e);
 }
@@ -245,9 +128,11 @@ static bool start_mhd(qs_exporter *e, qs_error **errp)
     /* No MHD_USE_ERROR_LOG: it reports every client that hangs up early,
      * which is noise on a daemon's stderr; our own failures are qs_errors. */
     unsigned flags = MHD_USE_EPOLL | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_DUAL_STACK;
-    e->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, e,
+    e->mhd = MHD_start_daemon(flags, 0, NULL, NULL, qs_exporter_on_request, e,
                               MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS + 1,
                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_S,
+                              MHD_OPTION_URI_LOG_CALLBACK, qs_exporter_on_uri, e,
+                              MHD_OPTION_NOTIFY_COMPLETED, qs_exporter_on_completed, e,
                               MHD_OPTION_END);
     if (!e->mhd) {
         qs_error_setg(errp, "Cannot start the metrics HTTP server");
@@ -272,11 +157,13 @@ qs_exporter *qs_exporter_new(uv_loop_t *loop, const qs_exporter_config *cfg,
     e->reg = cfg->reg;
     e->vm_name = qs_strdup(cfg->vm_name ? cfg->vm_name : QS_METRICS_DEFAULT_VM);
     e->reply_max = cfg->max_reply_bytes ? cfg->max_reply_bytes : QS_REPLY_MAX_DEFAULT;
-    qs_schemas_init(&e->schemas);
-    qs_results_init(&e->vm);
-    qs_results_init(&e->vcpu);
+    qs_metrics_data_init(&e->data, e->reply_max);
     qs_buf_init(&e->body);
-    if (!start_mhd(e, errp)) {
+    qs_buf_init(&e->gz);
+    qs_metrics_view_init(&e->default_view);
+    if (!qs_metrics_parse_query(cfg->select, &e->default_query, errp) ||
+        !qs_metrics_parse_vcpu_detail(cfg->vcpu_detail, &e->default_view, errp) ||
+        !start_mhd(e, errp)) {
         destroy(e);
         return NULL;
     }

@@ -4,7 +4,7 @@
 # needs nothing but these scripts.
 set -euo pipefail
 
-QS_BUILD_PKGS="gcc cmake make pkg-config libjansson-dev libuv1-dev libcmocka-dev libmicrohttpd-dev libedit-dev"
+QS_BUILD_PKGS="gcc cmake make pkg-config libjansson-dev libuv1-dev libcmocka-dev libmicrohttpd-dev libedit-dev zlib1g-dev"
 QS_TEST_PKGS="python3 qemu-system-x86 prometheus socat valgrind tmux clang
     build-essential debhelper dpkg-dev lintian groff-base mandoc man-db systemd"
 

@@ -22,6 +22,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "qs-common.h"
 #include "qstats-client-top.h"
 
 #define KEY_ESCAPE 27
@@ -330,7 +331,7 @@ static bool live_sample(live_view *view, qs_error **errp)
 static int wait_for_events(live_view *view, int signal_fd, double deadline, qs_error **errp)
 {
     struct pollfd fds[2] = { { STDIN_FILENO, POLLIN, 0 }, { signal_fd, POLLIN, 0 } };
-    double wait = deadline - qs_top_now(CLOCK_MONOTONIC);
+    double wait = deadline - qs_clock_seconds(CLOCK_MONOTONIC);
     if (poll(fds, 2, wait > 0 ? (int)ceil(wait * 1000) : 0) < 0 && errno != EINTR) {
         qs_error_setg(errp, "poll: %s", strerror(errno));
         return -1;
@@ -352,7 +353,7 @@ static int live_loop(live_view *view, int signal_fd, qs_error **errp)
         return 1;
     }
     draw_screen(view);
-    double next = qs_top_now(CLOCK_MONOTONIC) + top->interval;
+    double next = qs_clock_seconds(CLOCK_MONOTONIC) + top->interval;
     for (;;) {
         int action = wait_for_events(view, signal_fd, next, errp);
         if (action < 0) {
@@ -361,7 +362,7 @@ static int live_loop(live_view *view, int signal_fd, qs_error **errp)
         if (action & ACTION_QUIT) {
             return 0;
         }
-        double now = qs_top_now(CLOCK_MONOTONIC);
+        double now = qs_clock_seconds(CLOCK_MONOTONIC);
         next = action & ACTION_REFRESH ? now
              : action & ACTION_RESCHEDULE ? now + top->interval : next;
         if (now >= next) {

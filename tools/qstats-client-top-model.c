@@ -16,18 +16,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "qs-common.h"
 #include "qstats-client-top.h"
 
 /* A bound on the buckets kept per histogram, so that a malformed reply
  * cannot make top allocate without limit. */
 #define MAX_HIST_BUCKETS 4096
-
-double qs_top_now(clockid_t clock)
-{
-    struct timespec ts;
-    clock_gettime(clock, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void sample_free(qs_top_sample *s, size_t nrows)
 {
@@ -330,8 +324,8 @@ static bool query_all(const qs_top_model *m, qs_qmp_client *client, json_t *resu
 
 static qs_top_sample sample_now(void)
 {
-    return (qs_top_sample){ .monotonic = qs_top_now(CLOCK_MONOTONIC),
-                            .realtime = qs_top_now(CLOCK_REALTIME) };
+    return (qs_top_sample){ .monotonic = qs_clock_seconds(CLOCK_MONOTONIC),
+                            .realtime = qs_clock_seconds(CLOCK_REALTIME) };
 }
 
 bool qs_top_model_sample(qs_top_model *m, qs_qmp_client *client, qs_error **errp)

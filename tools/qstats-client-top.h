@@ -79,7 +79,6 @@ void qs_top_model_aggregate(const qs_top_model *model, size_t row, long vcpu,
 /* Whether a row counts things (cumulative, histograms): it has a rate. */
 bool qs_top_row_counts(const qs_top_row *row);
 /* The clock samples are stamped with, in seconds. */
-double qs_top_now(clockid_t clock);
 
 /* ---- the state every mode shares (qstats-client-top.c) -------------------- */
 

@@ -34,6 +34,8 @@ typedef struct options {
     int nhmp;
     const char *balloon;
     const char *metrics;
+    const char *metrics_select;
+    const char *metrics_vcpus;
     const char *name;
     const char *recorded;
     unsigned vcpus;
@@ -75,7 +77,13 @@ static void usage(FILE *f)
           "  --recorded DIR                 no built-in VM; KVM stats from the recorded files\n"
           "                                 DIR/vm.bin, DIR/vcpu0.bin ... (read on every query)\n"
           "  --balloon unix:PATH|vsock:PORT balloon stats channel for a guest agent\n"
-          "  --metrics HOST:PORT            OpenMetrics endpoint at /metrics\n"
+          "  --metrics HOST:PORT            OpenMetrics endpoint at /metrics (and a web page at /)\n"
+          "  --metrics-select QUERY         default selection of /metrics, e.g.\n"
+          "                                 provider=kvm&name=exits (as its query string)\n"
+          "  --metrics-vcpus KIND=N,...     vCPUs shown one by one per kind of stat before\n"
+          "                                 they are aggregated (counters, gauges, booleans,\n"
+          "                                 histograms, all; N or all; default\n"
+          "                                 scalars 1024, histograms 128)\n"
           "  --name NAME                    VM name (query-name, metrics label vm)\n"
           "  --allow-remote                 allow non-loopback TCP listeners\n"
           "  --max-reply-bytes N            ceiling of one reply, QMP, HMP or metrics\n"
@@ -134,6 +142,7 @@ static size_t parse_size(const char *opt, const char *s, size_t min)
 static void parse_options(int argc, char **argv, options *o)
 {
     enum { O_QMP = 256, O_HMP, O_VCPUS, O_NOVM, O_RECORDED, O_BALLOON, O_METRICS,
+           O_METRICS_SELECT, O_METRICS_VCPUS,
            O_NAME, O_REMOTE, O_REPLY, O_BUFFER, O_SESSIONS, O_HELP, O_VERSION };
     static const struct option longopts[] = {
         { "qmp", required_argument, 0, O_QMP }, { "hmp", required_argument, 0, O_HMP },
@@ -141,6 +150,8 @@ static void parse_options(int argc, char **argv, options *o)
         { "recorded", required_argument, 0, O_RECORDED },
         { "balloon", required_argument, 0, O_BALLOON },
         { "metrics", required_argument, 0, O_METRICS }, { "name", required_argument, 0, O_NAME },
+        { "metrics-select", required_argument, 0, O_METRICS_SELECT },
+        { "metrics-vcpus", required_argument, 0, O_METRICS_VCPUS },
         { "allow-remote", no_argument, 0, O_REMOTE },
         { "max-reply-bytes", required_argument, 0, O_REPLY },
         { "max-buffer-bytes", required_argument, 0, O_BUFFER },
@@ -159,6 +170,8 @@ static void parse_options(int argc, char **argv, options *o)
         case O_RECORDED: o->recorded = optarg; break;
         case O_BALLOON: o->balloon = optarg; break;
         case O_METRICS: o->metrics = optarg; break;
+        case O_METRICS_SELECT: o->metrics_select = optarg; break;
+        case O_METRICS_VCPUS: o->metrics_vcpus = optarg; break;
         case O_NAME: o->name = optarg; break;
         case O_REMOTE: o->allow_remote = true; break;
         case O_REPLY: o->max_reply_bytes = parse_size("--max-reply-bytes", optarg, 4096); break;
@@ -324,7 +337,9 @@ static void start_servers(qsd *d, const options *o)
     if (o->metrics) {
         d->exporter = qs_exporter_new(d->loop, &(qs_exporter_config){
                                           .reg = d->reg, .vm_name = o->name,
-                                          .max_reply_bytes = o->max_reply_bytes },
+                                          .max_reply_bytes = o->max_reply_bytes,
+                                          .select = o->metrics_select,
+                                          .vcpu_detail = o->metrics_vcpus },
                                       o->metrics, o->allow_remote, &err);
         if (!d->exporter)
             die(d, "--metrics", err);

@@ -157,7 +157,7 @@ static const char *scrape(fixture *fx, qs_metrics_format fmt, const char *vm,
     assert_true(qs_registry_query_stats(fx->reg, &f, &vmr, NULL));
     f.target = QS_TARGET_VCPU;
     assert_true(qs_registry_query_stats(fx->reg, &f, &vcpur, NULL));
-    qs_metrics_render(&out, fmt, vm, &schemas, &vmr, &vcpur, now);
+    qs_metrics_render(&out, fmt, vm, &schemas, &vmr, &vcpur, now, NULL);
     qs_schemas_destroy(&schemas);
     qs_results_destroy(&vmr);
     qs_results_destroy(&vcpur);
