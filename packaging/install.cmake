@@ -7,6 +7,7 @@
 #   QS_SYSTEMD_UNITDIR/qstatsd.service   (default lib/systemd/system under the
 #              prefix; the Debian build puts it in /lib/systemd/system)
 #   share/man/ the manual pages of the programs built (docs/man/, roff)
+#   share/qstats/prometheus/   recording rules and alerts (packaging/prometheus/)
 # The .pc file and the unit contain absolute paths, so they are written at
 # install time from the prefix actually used (`cmake --install --prefix P`).
 include(GNUInstallDirs)
@@ -45,3 +46,7 @@ if(TARGET qstats-guest-agent)
   install(FILES ${CMAKE_SOURCE_DIR}/docs/man/qstats-guest-agent.8
           DESTINATION ${CMAKE_INSTALL_MANDIR}/man8)
 endif()
+
+install(FILES ${CMAKE_SOURCE_DIR}/packaging/prometheus/qstats.rules.yml
+              ${CMAKE_SOURCE_DIR}/packaging/prometheus/qstats.alerts.yml
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/qstats/prometheus)

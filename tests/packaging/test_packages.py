@@ -158,7 +158,9 @@ def test_each_package_holds_its_own_files():
     expect = {
         "qstats": ["usr/bin/qstatsd", "usr/bin/qstats", "lib/systemd/system/qstatsd.service",
                    "usr/share/man/man8/qstatsd.8.gz", "usr/share/man/man1/qstats.1.gz",
-                   "usr/lib/sysusers.d/qstats.conf"],
+                   "usr/lib/sysusers.d/qstats.conf",
+                   "usr/share/qstats/prometheus/qstats.rules.yml",
+                   "usr/share/qstats/prometheus/qstats.alerts.yml"],
         "qstats-guest-agent": ["usr/bin/qstats-guest-agent",
                                "usr/share/man/man8/qstats-guest-agent.8.gz"],
         "libqstats0": [f"usr/lib/{ma}/libqstats.so.0 -> libqstats.so.{upstream_version()}"],
