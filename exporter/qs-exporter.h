@@ -79,11 +79,14 @@ typedef enum qs_metrics_kind {
 #define QS_METRICS_PER_VCPU_HISTOGRAMS 128u
 
 /* The exporter's own health, appended when given (the exporter's
- * conventions: build info, scrape duration, failing sources, samples). */
+ * conventions: build info, scrape duration, failing sources, samples), and
+ * the VM's vCPU count, which a family aggregated over vCPUs no longer
+ * tells (qstats_vm_vcpus). */
 typedef struct qs_metrics_health {
     const char *version;
     double started;             /* CLOCK_MONOTONIC seconds when the scrape began */
     size_t sources_failing;
+    size_t vcpus;               /* the VM's vCPUs: how many an aggregate covers */
     uint64_t scrapes;           /* counted so far, this one included */
 } qs_metrics_health;
 

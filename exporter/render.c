@@ -580,6 +580,9 @@ static void render_health(render_ctx *c, const qs_metrics_health *h)
     health_sample(c, "qstats_exporter_sources_failing", FAM_GAUGE, NULL,
                   "Statistics sources whose reads fail now (see QMP query-stats-failures).",
                   vm.data, (double)h->sources_failing);
+    health_sample(c, "qstats_vm_vcpus", FAM_GAUGE, NULL,
+                  "vCPUs of the VM (also those whose families are aggregated).", vm.data,
+                  (double)h->vcpus);
     health_sample(c, "qstats_exporter_samples", FAM_GAUGE, NULL,
                   "Samples in this exposition, these included.", vm.data,
                   (double)c->samples + 2);

@@ -136,6 +136,7 @@ static enum MHD_Result serve_metrics(qs_exporter *e, struct MHD_Connection *conn
     rv->health = (qs_metrics_health){
         .version = QS_VERSION_STRING, .started = qs_clock_seconds(CLOCK_MONOTONIC),
         .sources_failing = qs_registry_failing_sources(e->reg, &failing),
+        .vcpus = qs_registry_vcpu_count(e->reg),
         .scrapes = ++e->scrapes };
     rv->view.health = &rv->health;
     qs_error *err = NULL;

@@ -331,19 +331,21 @@ class Scrape:
 def test_every_metric_and_label_the_rules_read_is_in_a_real_scrape():
     with ScrapedVM("proc-linux-6.18") as vm:
         scrape = vm.scrape()
-    used = {}
+    used = set()
     for rules in all_rules().values():
         for rule in rules:
-            for name in metric_names(rule["expr"]):
-                used.setdefault(name, set()).update(label_names(rule["expr"]))
+            names = metric_names(rule["expr"])
+            used |= names
+            missing = sorted(n for n in names if n not in scrape.names)
+            assert not missing, f"the rules read metrics qstatsd does not export: {missing}"
+            have = set().union(*(scrape.labels_of(n) for n in names)) if names else set()
+            for name in names:
+                assert "vm" in scrape.labels_of(name), (name, scrape.labels_of(name))
+            # a label the rule groups by or selects on is on one of its metrics
+            absent = label_names(rule["expr"]) - have
+            assert not absent, (f"{rule.get('record') or rule.get('alert')}: uses labels "
+                                f"{sorted(absent)}, its metrics have {have}")
     assert len(used) >= 10, used
-    missing = sorted(n for n in used if n not in scrape.names)
-    assert not missing, f"the rules read metrics qstatsd does not export: {missing}"
-    for name, labels in sorted(used.items()):
-        have = scrape.labels_of(name)
-        assert "vm" in have, (name, have)
-        absent = labels - have
-        assert not absent, f"{name}: the rules use labels {sorted(absent)}, the scrape has {have}"
 
 
 # --- the rules evaluated by promtool over real scraped series ----------------
