@@ -61,4 +61,5 @@ fi
 echo "== QMP: qstatsd against the floor (recorded VMs), and against QEMU where KVM is usable"
 python3 bench/qmp_latency.py --build "$build" --markdown bench/results-latest.md \
     --hotpath bench/results-latest-hotpath.json "${cg[@]}" "$@"
+python3 bench/sched_cost.py --build "$build" --markdown bench/results-latest.md --json bench/results-latest-sched.json
 echo "== results: bench/results-latest.md, bench/results-latest.json"

@@ -26,7 +26,7 @@ QS_EXPORT void qs_sched_provider_free(qs_sched_provider *p);
  * only.  Refused, with the reason: an fd that is not a pidfd, a process
  * pidfd (a thread pidfd is required), a thread that has exited or is not
  * visible in this PID namespace, one whose /proc files cannot be read, a
- * path already bound to a thread. */
+ * path already bound to a live thread (one that exited frees its path). */
 QS_EXPORT bool qs_sched_provider_add_thread(qs_sched_provider *p, const char *qom_path,
                                             int pidfd, qs_error **errp);
 QS_EXPORT bool qs_sched_provider_remove_thread(qs_sched_provider *p, const char *qom_path,

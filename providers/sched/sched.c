@@ -134,7 +134,14 @@ static ssize_t find(const qs_sched_provider *p, const char *qom_path)
 bool qs_sched_provider_add_thread(qs_sched_provider *p, const char *qom_path, int pidfd,
                                   qs_error **errp)
 {
-    if (find(p, qom_path) >= 0) {
+    ssize_t bound = find(p, qom_path);
+    /* A thread that exited since the last query no longer holds its path:
+     * a VMM that replaces a vCPU thread hands the new one over at once. */
+    if (bound >= 0 && !qs_sched_thread_read(&p->vcpus[bound]->thread)) {
+        drop(p, (size_t)bound);
+        bound = -1;
+    }
+    if (bound >= 0) {
         qs_error_setg(errp, "A thread is already registered at '%s'", qom_path);
         return false;
     }

@@ -140,7 +140,7 @@ static uint64_t stat_cpu(const char *text)
 
 bool qs_sched_thread_read(qs_sched_thread *t)
 {
-    char buf[2048];
+    char buf[4096];   /* status: 1.4 KiB here, more with wide CPU and node masks */
     uint64_t run, wait, slices;
     if (!read_file(t->schedstat_fd, buf, sizeof(buf)) ||
         sscanf(buf, "%" SCNu64 " %" SCNu64 " %" SCNu64, &run, &wait, &slices) != 3)

@@ -1,0 +1,274 @@
+#!/usr/bin/env python3
+"""sched_cost.py - what the sched provider adds to a query-stats target vcpu
+(issue #12: reading sched for 1,024 threads must not double its cost).
+
+Two qstatsd --recorded on the same recording of N vCPUs (default 1024, made
+by scripts/recording.py make), side by side:
+
+  kvm        the recorded VM alone;
+  kvm+sched  the same, plus one thread pidfd per vCPU handed over with
+             getfd + add-stats-fd {provider: "sched"}.
+
+The threads are real ones, run by tests/integration/sched_threads.c (built
+here with cc), in two cases:
+
+  idle    every thread sleeps and never runs: the provider preads schedstat
+          only (providers/sched/thread.c re-reads status and stat only for
+          threads that ran since the last query);
+  waking  every thread wakes every --wake-ms (default 10) ms: between two
+          queries each one ran, so each query also re-reads status and stat
+          of every thread: the worst case.
+
+Requests are interleaved one for one (who goes first alternates), the
+client and both daemons share one CPU and the threads run on the others, so
+that the load hits both daemons alike.  Measured per request: each daemon's
+CPU time (its process CPU clock, all threads) and the round-trip latency
+(median, p99), for query-stats target vcpu (the figure of the issue, kvm
+and sched results together) and target vm (the sched sums read every
+thread too); and kvm+sched's sched part alone (providers [sched]).  The
+ratios kvm+sched / kvm are the figures; nothing is asserted.
+
+Usage: bench/sched_cost.py --build build [--vcpus 1024] [--requests 100]
+         [--wake-ms 10] [--json FILE] [--markdown FILE]
+--markdown appends the section to FILE (replacing an earlier one of the
+same title), so that scripts/bench.sh adds it to bench/results-latest.md.
+"""
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import qmp_latency as ql  # noqa: E402  (Server, interleaved, pinned, recording)
+
+THREADS_SRC = os.path.join(ql.REPO, "tests", "integration", "sched_threads.c")
+TITLE = "## Cost of the sched provider (vCPU threads read from /proc)"
+PIDFD_THREAD = os.O_EXCL
+VCPU = "/machine/unattached/device[%d]"
+QUERIES = [
+    ("vcpu", b'{"execute": "query-stats", "arguments": {"target": "vcpu"}}\n'),
+    ("vm", b'{"execute": "query-stats", "arguments": {"target": "vm"}}\n'),
+]
+SCHED_ONLY = b'{"execute": "query-stats", "arguments": {"target": "vcpu", ' \
+    b'"providers": [{"provider": "sched"}]}}\n'
+
+
+def build_threads(tmp):
+    out = os.path.join(tmp, "sched_threads")
+    subprocess.run([os.environ.get("CC", "cc"), "-O2", "-pthread", "-o", out, THREADS_SRC],
+                   check=True)
+    return out
+
+
+class Threads:
+    def __init__(self, binary, spec):
+        self.proc = subprocess.Popen([binary, spec], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        self.tids = []
+        for line in self.proc.stdout:
+            if line.strip() == "ready":
+                break
+            self.tids.append(int(line))
+        if self.proc.poll() is not None:
+            raise RuntimeError("sched_threads %s failed" % spec)
+
+    def stop(self):
+        self.proc.stdin.close()
+        self.proc.wait(30)
+
+
+def reply(qmp):
+    """The next reply; STATS_SCHEMA_CHANGED events (they start with their
+    timestamp) are skipped."""
+    while True:
+        line = qmp._line()
+        if not (line.startswith(b'{"timestamp"') and b'"event"' in line):
+            return line
+
+
+def hand_over(server, tids):
+    """getfd + add-stats-fd for each thread on a QMP link of its own (the
+    schema events it brings stay there)."""
+    qmp = ql.Qmp(server.sock_path)
+    for i, tid in enumerate(tids):
+        fd = os.pidfd_open(tid, PIDFD_THREAD)
+        try:
+            socket.send_fds(qmp.sock, [b'{"execute": "getfd", "arguments": '
+                                                 b'{"fdname": "t"}}\n'], [fd])
+        finally:
+            os.close(fd)
+        line = reply(qmp)
+        if not line.startswith(b'{"return"'):
+            raise RuntimeError("getfd: %r" % line)
+        qmp.sock.sendall(json.dumps(
+            {"execute": "add-stats-fd", "arguments": {"provider": "sched", "target": "vcpu",
+                                                      "qom-path": VCPU % i, "fdname": "t"}}
+        ).encode() + b"\n")
+        line = reply(qmp)
+        if not line.startswith(b'{"return"'):
+            raise RuntimeError("add-stats-fd %d: %r" % (i, line))
+    qmp.close()
+
+
+def loop(servers, payload, args):
+    c0 = {s.name: s.cpu_s() for s in servers}
+    r = ql.interleaved(servers, payload, args.requests, args.warmup)
+    n = args.requests + args.warmup
+    for s in servers:
+        r[s.name].pop("_last")
+        r[s.name]["cpu_ms_per_request"] = 1000.0 * (s.cpu_s() - c0[s.name]) / n
+    return r
+
+
+def run_case(args, tmp, rec, binary, case, spec):
+    servers, threads = [], None
+    try:
+        threads = Threads(binary, spec)
+        with ql.pinned(args.cpu):
+            for name in ("kvm", "kvm+sched"):
+                sock = os.path.join(tmp, name + ".sock")
+                servers.append(ql.Server(name, [os.path.join(args.build, "qstatsd"),
+                                                "--recorded", rec, "--qmp", "unix:" + sock],
+                                         sock, os.path.join(tmp, "%s-%s.log" % (name, case))))
+            t0 = time.monotonic()
+            hand_over(servers[1], threads.tids)
+            handover_s = time.monotonic() - t0
+            # a fresh link: the old one has the schema events of the hand-over
+            servers[1].qmp.close()
+            servers[1].qmp = ql.Qmp(servers[1].sock_path)
+            _, line = servers[1].qmp.request(QUERIES[0][1])
+            results = len(json.loads(line)["return"])
+            if results != 2 * args.vcpus:
+                raise RuntimeError("kvm+sched answered %d results for %d vCPUs"
+                                   % (results, args.vcpus))
+            out = {"case": case, "threads": spec, "queries": {}, "handover_s": handover_s}
+            for what, payload in QUERIES:
+                out["queries"][what] = loop(servers, payload, args)
+            out["queries"]["sched only"] = loop(servers[1:], SCHED_ONLY, args)
+            return out
+    finally:
+        ql.stop_all(servers)
+        if threads:
+            threads.stop()
+
+
+def table(runs):
+    out = ["| threads | query | kvm median / p99 µs | kvm+sched median / p99 µs "
+           "| latency ratio median | p99 | CPU µs per request kvm / kvm+sched "
+           "| **CPU ratio** | reply bytes kvm / kvm+sched |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in runs:
+        for what in ("vcpu", "vm"):
+            k, s = r["queries"][what]["kvm"], r["queries"][what]["kvm+sched"]
+            out.append("| %s | %s | %s / %s | %s / %s | %s | %s | %s / %s | **%s** | %d / %d |" % (
+                r["case"], what, ql.us(k["median_ms"]), ql.us(k["p99_ms"]),
+                ql.us(s["median_ms"]), ql.us(s["p99_ms"]), ql.x(s["median_ms"], k["median_ms"]),
+                ql.x(s["p99_ms"], k["p99_ms"]), ql.us(k["cpu_ms_per_request"]),
+                ql.us(s["cpu_ms_per_request"]),
+                ql.x(s["cpu_ms_per_request"], k["cpu_ms_per_request"]),
+                k["reply_bytes"], s["reply_bytes"]))
+        o = r["queries"]["sched only"]["kvm+sched"]
+        out.append("| %s | vcpu, sched only | | %s / %s | | | %s (on kvm+sched) | | %d |" % (
+            r["case"], ql.us(o["median_ms"]), ql.us(o["p99_ms"]),
+            ql.us(o["cpu_ms_per_request"]), o["reply_bytes"]))
+    return "\n".join(out)
+
+
+def verdict(runs):
+    lines = []
+    for r in runs:
+        k = r["queries"]["vcpu"]["kvm"]["cpu_ms_per_request"]
+        s = r["queries"]["vcpu"]["kvm+sched"]["cpu_ms_per_request"]
+        lines.append("- %s threads: query-stats target vcpu costs %s the CPU time with sched "
+                     "(%s µs more per query, %.2f µs per thread): the goal (under 2x) %s." % (
+                         r["case"], ql.x(s, k), ql.us(s - k), 1000.0 * (s - k) / r["vcpus"],
+                         "holds" if s < 2 * k else "does **not** hold"))
+    return "\n".join(lines)
+
+
+def markdown(res):
+    h = res["host"]
+    return "\n".join([
+        TITLE, "",
+        "Written by bench/sched_cost.py on %s (kernel %s): `qstatsd --recorded` on a recording of %d "
+        "vCPUs, alone (kvm) and next to the same with a thread pidfd per vCPU handed over "
+        "(kvm+sched); the threads are real (tests/integration/sched_threads.c): *idle* "
+        "ones never run (the provider preads schedstat only), *waking* ones run every "
+        "%d ms (every query then re-reads status and stat of each thread too, the worst "
+        "case). Requests interleaved one for one, client and both daemons on CPU %s, "
+        "the threads on the other CPUs; CPU per request is each daemon's own. Load "
+        "average %s (the waking threads count in it); %d timed requests per query after "
+        "%d warm-up." % (
+            h["date"], h["kernel"], res["vcpus"], res["wake_ms"], h["cpu"], h["load"], h["requests"],
+            h["warmup"]), "",
+        table(res["runs"]), "",
+        verdict(res["runs"]), ""])
+
+
+def write_markdown(path, text):
+    """Appends the section, replacing an earlier one of the same title."""
+    old = ""
+    if os.path.exists(path):
+        with open(path) as f:
+            old = f.read()
+    if TITLE in old:
+        head, rest = old.split(TITLE, 1)
+        tail = rest[rest.find("\n## "):] if "\n## " in rest else ""
+        old = head.rstrip("\n") + "\n" + tail
+    with open(path, "w") as f:
+        f.write(old.rstrip("\n") + ("\n\n" if old.strip() else "") + text)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--build", default=os.path.join(ql.REPO, "build"))
+    ap.add_argument("--vcpus", type=int, default=1024)
+    ap.add_argument("--requests", type=int, default=100)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--wake-ms", type=int, default=10)
+    ap.add_argument("--cases", default="idle,waking")
+    ap.add_argument("--json")
+    ap.add_argument("--markdown")
+    args = ap.parse_args()
+    cpus = sorted(os.sched_getaffinity(0))
+    args.cpu = cpus[-1]
+    others = [c for c in cpus if c != args.cpu] or cpus
+    where = "@%d" % others[0] if len(others) == 1 else ""
+    specs = {"idle": "sleep%s*%d" % (where, args.vcpus),
+             "waking": "tick:%d%s*%d" % (args.wake_ms, where, args.vcpus)}
+
+    tmp = tempfile.mkdtemp(prefix="qstats-sched-cost-")
+    try:
+        binary = build_threads(tmp)
+        rec = ql.recording.make(ql.RECORDED_SRC, os.path.join(tmp, "rec"), args.vcpus)
+        load = ql.loadavg()
+        runs = []
+        for case in args.cases.split(","):
+            print("== sched cost: %s threads (%s)" % (case, specs[case]), flush=True)
+            r = run_case(args, tmp, rec, binary, case, specs[case])
+            r["vcpus"] = args.vcpus
+            runs.append(r)
+        res = {"vcpus": args.vcpus, "wake_ms": args.wake_ms, "runs": runs,
+               "host": {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "cpu": args.cpu,
+                        "kernel": os.uname().release,
+                        "load": "%s at start, %s at end" % (load, ql.loadavg()),
+                        "requests": args.requests, "warmup": args.warmup}}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    text = markdown(res)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=1)
+    if args.markdown:
+        write_markdown(args.markdown, text)
+
+
+if __name__ == "__main__":
+    main()
