@@ -107,7 +107,7 @@ class Qmp:
         while True:
             while self.lines:
                 line = self.lines.pop(0)
-                if not line.startswith(b'{"event"'):   # events are not replies
+                if b'"event": ' not in line[:64]:       # events ({"timestamp"..., "event") are not replies
                     return line
             n = self.sock.recv_into(self.chunk)
             if not n:
