@@ -15,12 +15,10 @@ import gzip
 import os
 import re
 
-from qstest import run_module
+from qstest import recording, run_module
 from test_metrics_prometheus import HEALTH_TYPES, OM_ACCEPT, MetricsDaemon, expected_families, \
-    fetch, fetch_text, promtool_check, samples, type_line_name, types
+    fetch, fetch_text, promtool_check, samples, type_line_name
 from test_vmm_attach import hand_over, memfd_with, vcpu_path
-
-from qstest import recording
 
 RULES = {"sum": "Aggregated: summed over the VM's vCPUs.",
          "max": "Aggregated: the maximum over the VM's vCPUs.",

@@ -14,9 +14,7 @@ that breaks and comes back as QMP query-stats-failures does."""
 import atexit
 import gzip
 import json
-import re
 import subprocess
-import urllib.parse
 
 from qstest import QSTATSD, run_module
 from test_metrics_prometheus import HEALTH_TYPES, MetricsDaemon, expected_families, fetch, \
