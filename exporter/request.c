@@ -78,6 +78,7 @@ static bool parse_pair(qs_metrics_query *q, const char *s, size_t n, qs_error **
     char *key = decode(s, klen);
     char *value = eq ? decode(eq + 1, n - klen - 1) : qs_strdup("");
     qs_metrics_list *l = key ? list_for(q, key) : NULL;
+    bool ok = key && value && l;
     if (!key || !value)
         qs_error_setg(errp, "invalid percent-escape in the query string");
     else if (!l)
@@ -86,9 +87,9 @@ static bool parse_pair(qs_metrics_query *q, const char *s, size_t n, qs_error **
     else
         add(l, value);
     free(key);
-    if (!l)
+    if (!ok)
         free(value);
-    return l != NULL;
+    return ok;
 }
 
 bool qs_metrics_parse_query(const char *query, qs_metrics_query *q, qs_error **errp)

@@ -135,7 +135,6 @@ static enum MHD_Result serve_metrics(qs_exporter *e, struct MHD_Connection *conn
     const qs_source_failure *failing;
     rv->health = (qs_metrics_health){
         .version = QS_VERSION_STRING, .started = qs_clock_seconds(CLOCK_MONOTONIC),
-        .sources_failing = qs_registry_failing_sources(e->reg, &failing),
         .vcpus = qs_registry_vcpu_count(e->reg),
         .scrapes = ++e->scrapes };
     rv->view.health = &rv->health;
@@ -147,6 +146,9 @@ static enum MHD_Result serve_metrics(qs_exporter *e, struct MHD_Connection *conn
         qs_error_free(err);
         return r;
     }
+    /* After the gather: the reads of this very scrape find a source failing
+     * or recovered, and its samples already lack or have it again. */
+    rv->health.sources_failing = qs_registry_failing_sources(e->reg, &failing);
     qs_buf_reset(&e->body);
     e->body.limit = e->reply_max;
     qs_metrics_render(&e->body, fmt, e->vm_name, &e->data.schemas, &e->data.vm,

@@ -12,12 +12,17 @@
 #        vCPUs against bench/qmp_floor (the same preads and reply bytes, no
 #        JSON work), ratios qstatsd/floor;
 #      - KVM hosts only: QEMU (-accel kvm) against qstatsd's micro-VM,
-#        ratios QEMU/qstatsd.
+#        ratios QEMU/qstatsd;
+#   4. bench/scrape_cost.py: a Prometheus scrape of the metrics endpoint on
+#      recorded VMs of 64 and 1024 vCPUs (bytes plain and gzip'd, samples,
+#      daemon CPU per scrape, QMP query-version latency during scrapes),
+#      against issue #14's goals; appended to the markdown results.
 # Timings are reported, never asserted.  Installs any missing Debian package
 # first (QEMU only where /dev/kvm exists).  Arguments go to qmp_latency.py
 # (e.g. --requests 50, --recorded 2,64, --smp 1,4 --big '').
 # Results: bench/results-latest.md (says what ran, the host and its load),
-# bench/results-latest.json, bench/results-latest-hotpath.json.
+# bench/results-latest.json, bench/results-latest-hotpath.json,
+# bench/results-latest-scrape.json.
 # QS_BUILD_DIR overrides the build directory (default build).
 # A quick run: QS_BENCH_CALLGRIND=0 scripts/bench.sh --requests 50
 set -euo pipefail
@@ -61,5 +66,10 @@ fi
 echo "== QMP: qstatsd against the floor (recorded VMs), and against QEMU where KVM is usable"
 python3 bench/qmp_latency.py --build "$build" --markdown bench/results-latest.md \
     --hotpath bench/results-latest-hotpath.json "${cg[@]}" "$@"
+echo "== sched provider: its cost next to kvm's (1024 real threads)"
 python3 bench/sched_cost.py --build "$build" --markdown bench/results-latest.md --json bench/results-latest-sched.json
+
+echo "== metrics endpoint: the cost of a scrape (recorded VMs)"
+python3 bench/scrape_cost.py --build "$build" --json bench/results-latest-scrape.json \
+    --markdown-append bench/results-latest.md
 echo "== results: bench/results-latest.md, bench/results-latest.json"

@@ -56,7 +56,8 @@ def need_kvm(what="the micro-VM"):
 
 
 class QMP:
-    """A QMP client: one JSON reply per line, events skipped."""
+    """A QMP client: one JSON reply per line; events are kept aside in
+    self.events (oldest first) while waiting for replies."""
 
     def __init__(self, path=None, addr=None, negotiate=True, timeout=10):
         if path:
@@ -65,9 +66,11 @@ class QMP:
         else:
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             target = addr
+        self.timeout = timeout
         self.sock.settimeout(timeout)
         self.sock.connect(target)
         self.buf = b""
+        self.events = []
         self.greeting = self.recv()
         if negotiate:
             assert self.cmd("qmp_capabilities") == {"return": {}}
@@ -86,13 +89,37 @@ class QMP:
             msg = json.loads(self.recv_line())
             if "event" not in msg:
                 return msg
+            self.events.append(msg)
 
     def recv_reply_line(self):
-        """The raw text of the next reply (events are skipped)."""
+        """The raw text of the next reply (events are kept aside)."""
         while True:
             line = self.recv_line()
             if not line.startswith(b'{"timestamp"') or b'"event"' not in line:
                 return line
+            self.events.append(json.loads(line))
+
+    def wait_event(self, name, timeout=10):
+        """The oldest kept event called name, taken out of self.events; reads
+        more (replies then would be lost: call it between commands) until
+        timeout.  None when none came."""
+        deadline = time.time() + timeout
+        while True:
+            for i, ev in enumerate(self.events):
+                if ev["event"] == name:
+                    return self.events.pop(i)
+            left = deadline - time.time()
+            if left <= 0:
+                return None
+            self.sock.settimeout(left)
+            try:
+                msg = json.loads(self.recv_line())
+            except socket.timeout:
+                return None
+            finally:
+                self.sock.settimeout(self.timeout)
+            assert "event" in msg, f"a reply nobody asked for: {msg}"
+            self.events.append(msg)
 
     def send_raw(self, data, fds=None):
         if isinstance(data, str):

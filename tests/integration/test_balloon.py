@@ -380,4 +380,5 @@ def test_reference_transcript_balloon_exchanges():
                 assert got == want, (e["tag"], got, want)
 
 
-run_module(globals())
+if __name__ == "__main__":
+    run_module(globals())

@@ -6,8 +6,14 @@ config, while the test advances the recording like an idle guest: its
 query API must see rate() of every vCPU's exit counter and, over the
 halt-wait histogram, the histogram_quantile that the advanced bucket's
 bounds give.  Expected metric names come from query-stats-schemas over
-QMP, so a kernel with other stats is checked just the same."""
+QMP, so a kernel with other stats is checked just the same.  A Prometheus
+with its default scrape settings is also put behind a byte-for-byte proxy
+here, which shows that it is sent gzip.
+
+The helpers of the other metrics tests live here too (MetricsDaemon,
+fetch, samples, promtool_check, expected_families)."""
 import atexit
+import gzip
 import json
 import os
 import re
@@ -15,10 +21,12 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from http.client import HTTPConnection
 
 from qstest import QSTATSD, Daemon, run_module, skip
 from test_top import grown_log2_bucket
@@ -47,13 +55,75 @@ def http(url, method="GET", accept=None, timeout=5):
         return e.code, e.headers, e.read().decode()
 
 
+def fetch(url, method="GET", headers=None, timeout=30):
+    """One request with exactly the headers given (no Accept-Encoding of
+    the client's own): (status, headers, body bytes as sent)."""
+    u = urllib.parse.urlsplit(url)
+    conn = HTTPConnection(u.hostname, u.port, timeout=timeout)
+    try:
+        conn.putrequest(method, u.path + ("?" + u.query if u.query else ""),
+                        skip_accept_encoding=True)
+        for k, v in (headers or {}).items():
+            conn.putheader(k, v)
+        conn.endheaders()
+        r = conn.getresponse()
+        return r.status, r.headers, r.read()
+    finally:
+        conn.close()
+
+
+def fetch_text(url, headers=None):
+    """GET, gunzipping a gzip'd body: (status, headers, text)."""
+    status, h, body = fetch(url, headers=headers)
+    if h.get("Content-Encoding") == "gzip":
+        body = gzip.decompress(body)
+    return status, h, body.decode()
+
+
+SAMPLE_LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+HEALTH_TYPES = {"qstats_build_info": "gauge", "qstats_exporter_scrapes_total": "counter",
+                "qstats_exporter_sources_failing": "gauge", "qstats_exporter_samples": "gauge",
+                "qstats_exporter_scrape_duration_seconds": "gauge"}
+
+
+def samples(body):
+    """[(sample name, {label: value}, value)] of an exposition's sample lines."""
+    out = []
+    for line in body.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = SAMPLE_LINE.match(line)
+        assert m, f"not a sample line: {line!r}"
+        out.append((m.group(1), dict(LABEL.findall(m.group(2) or "")), float(m.group(3))))
+    return out
+
+
+def types(body):
+    """{family as its TYPE line names it: type}."""
+    return dict(re.findall(r"^# TYPE (\S+) (\S+)$", body, re.M))
+
+
+def promtool_check(body):
+    """promtool check metrics (the text format 0.0.4, its linter included)."""
+    if not shutil.which("promtool"):
+        skip("promtool (Debian package prometheus) is not installed")
+    chk = subprocess.run(["promtool", "check", "metrics"], input=body, text=True,
+                         capture_output=True, timeout=60)
+    assert chk.returncode == 0, chk.stdout + chk.stderr
+
+
 class MetricsDaemon(Daemon):
-    def __init__(self):
+    """qstatsd with --metrics on a free loopback port (recorded=2 and
+    --name itest unless told otherwise; args are more options)."""
+
+    def __init__(self, *args, name="itest", **vm):
         self.port = free_port()
         try:
-            super().__init__("--metrics", f"127.0.0.1:{self.port}", "--name", "itest",
-                             recorded=2)
-            self.url = f"http://127.0.0.1:{self.port}/metrics"
+            super().__init__("--metrics", f"127.0.0.1:{self.port}", "--name", name, *args,
+                             **(vm or {"recorded": 2}))
+            self.base = f"http://127.0.0.1:{self.port}"
+            self.url = self.base + "/metrics"
             self.wait_for_http()
         except BaseException:
             if getattr(self, "proc", None):     # never leave a daemon behind
@@ -84,9 +154,10 @@ def daemon():
     return _shared[0]
 
 
-def expected_families(d):
+def expected_families(d, keep=None):
     """Metric family -> sample name that must exist, from the live schemas,
-    by the naming rules of exporter/qs-exporter.h."""
+    by the naming rules of exporter/qs-exporter.h; keep(target, stat name)
+    says which stats a selection shows (None: all)."""
     q = d.qmp()
     schemas = q.ok("query-stats-schemas", {"provider": "kvm"})
     q.close()
@@ -96,6 +167,8 @@ def expected_families(d):
     out = {}
     for sch in schemas:
         for st in sch["stats"]:
+            if keep and not keep(sch["target"], st["name"]):
+                continue
             stem = re.sub(r"[^a-zA-Z0-9_]", "_", st["name"])
             unit = st.get("unit")
             if st["type"] == "cumulative" and stem.endswith("_total"):
@@ -110,8 +183,14 @@ def expected_families(d):
             sample = {"cumulative": fam + "_total", "instant": fam, "peak": fam}.get(
                 st["type"], fam + "_bucket")
             out[fam] = sample
-    assert len(out) > 20, schemas
+    assert keep or len(out) > 20, schemas
     return out
+
+
+def type_line_name(fam, sample):
+    """The name a family's TYPE line has in the text format: a counter's is
+    its sample name (with _total), others' the family's."""
+    return sample if sample.endswith("_total") else fam
 
 
 def test_live_scrape_passes_promtool_and_has_every_kvm_stat():
@@ -152,7 +231,7 @@ def test_openmetrics_negotiated_head_and_404():
     status, headers, body = http(d.url, method="HEAD")
     assert status == 200 and body == "" and headers["Content-Type"] == TEXT_CTYPE
     assert int(headers["Content-Length"]) > 1000
-    status, _, _ = http(f"http://127.0.0.1:{d.port}/")
+    status, _, _ = http(f"http://127.0.0.1:{d.port}/nosuch")
     assert status == 404
     status, _, _ = http(f"http://127.0.0.1:{d.port}/metrics/x")
     assert status == 404
@@ -175,16 +254,18 @@ def prom_query(base, expr):
     return reply["data"]["result"]
 
 
-def test_prometheus_scrapes_rate_and_histogram_quantile():
+def run_prometheus(target, check, interval="1s", timeout="1s"):
+    """A real Prometheus scraping target (HOST:PORT) every interval, its
+    query API's base URL handed to check(base); its log shown on failure."""
     if not shutil.which("prometheus"):
         skip("prometheus (Debian package) is not installed")
-    d = daemon()
     tmp = tempfile.mkdtemp(prefix="qstats-prom-")
     cfg = os.path.join(tmp, "prometheus.yml")
     with open(cfg, "w") as f:
-        f.write("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-                "scrape_configs:\n  - job_name: qstats\n    static_configs:\n"
-                f"      - targets: ['127.0.0.1:{d.port}']\n")
+        f.write(f"global:\n  scrape_interval: {interval}\n"
+                + (f"  scrape_timeout: {timeout}\n" if timeout else "")
+                + "scrape_configs:\n  - job_name: qstats\n    static_configs:\n"
+                f"      - targets: ['{target}']\n")
     web = free_port()
     base = f"http://127.0.0.1:{web}"
     log = open(os.path.join(tmp, "log"), "w")
@@ -193,7 +274,7 @@ def test_prometheus_scrapes_rate_and_histogram_quantile():
                              f"--web.listen-address=127.0.0.1:{web}"],
                             stdout=log, stderr=subprocess.STDOUT)
     try:
-        check_prometheus(base, d)
+        check(base)
     except BaseException:
         log.flush()
         print(open(os.path.join(tmp, "log")).read()[-4000:])
@@ -207,6 +288,117 @@ def test_prometheus_scrapes_rate_and_histogram_quantile():
             prom.wait()
         log.close()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_prometheus_scrapes_rate_and_histogram_quantile():
+    d = daemon()
+    run_prometheus(f"127.0.0.1:{d.port}", lambda base: check_prometheus(base, d))
+
+
+class HeaderProxy:
+    """A transparent TCP proxy on loopback in front of upstream_port:
+    bytes go through unchanged both ways, and the head (up to the blank
+    line) of the first request and of the first response of every
+    connection is kept, so a test sees what a client really sent and got."""
+
+    def __init__(self, upstream_port):
+        self.upstream = upstream_port
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.port = self.lsock.getsockname()[1]
+        self.requests, self.responses = [], []
+        self.lock = threading.Lock()
+        self.closing = False
+        threading.Thread(target=self.accept_loop, daemon=True).start()
+
+    def accept_loop(self):
+        while not self.closing:
+            try:
+                client, _ = self.lsock.accept()
+            except OSError:
+                return
+            up = socket.create_connection(("127.0.0.1", self.upstream), timeout=30)
+            threading.Thread(target=self.pump, args=(client, up, self.requests),
+                             daemon=True).start()
+            threading.Thread(target=self.pump, args=(up, client, self.responses),
+                             daemon=True).start()
+
+    def pump(self, src, dst, heads):
+        head, kept = b"", False
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if not kept:
+                    head += data
+                    if b"\r\n\r\n" in head:
+                        with self.lock:
+                            heads.append(head.split(b"\r\n\r\n", 1)[0].decode("latin-1"))
+                        kept = True
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def heads(self):
+        with self.lock:
+            return list(self.requests), list(self.responses)
+
+    def close(self):
+        self.closing = True
+        self.lsock.close()
+
+
+def header_of(head, name):
+    """The value of header name in an HTTP head, or None."""
+    for line in head.split("\r\n")[1:]:
+        k, _, v = line.partition(":")
+        if k.strip().lower() == name.lower():
+            return v.strip()
+    return None
+
+
+def test_prometheus_with_default_scrape_settings_is_sent_gzip():
+    # Nothing in the config asks for compression (only the interval is
+    # shortened): Prometheus asks for gzip on its own, and qstatsd must
+    # answer with it.
+    d = daemon()
+    proxy = HeaderProxy(d.port)
+
+    def check(base):
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            time.sleep(0.5)
+            try:
+                targets = json.loads(http(f"{base}/api/v1/targets")[2])["data"]["activeTargets"]
+            except OSError:
+                continue
+            if targets and targets[0]["health"] == "up" and proxy.heads()[1]:
+                break
+        else:
+            raise AssertionError(f"no healthy scrape through the proxy: {proxy.heads()}")
+        assert targets[0]["lastError"] == "", targets
+        requests, responses = proxy.heads()
+        assert requests and all(r.startswith("GET /metrics ") for r in requests), requests
+        assert all("gzip" in header_of(r, "Accept-Encoding") for r in requests), requests
+        assert all(r.startswith("HTTP/1.1 200") for r in responses), responses
+        assert all(header_of(r, "Content-Encoding") == "gzip" for r in responses), responses
+        assert all(header_of(r, "Vary") == "Accept-Encoding" for r in responses), responses
+        # ... and what it decompressed is the exposition (the scrapes counted)
+        got = prom_query(base, "qstats_exporter_scrapes_total")
+        assert got and float(got[0]["value"][1]) >= 1, got
+
+    try:
+        run_prometheus(f"127.0.0.1:{proxy.port}", check, timeout=None)
+    finally:
+        proxy.close()
 
 
 def check_prometheus(base, d):

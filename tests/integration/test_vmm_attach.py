@@ -17,6 +17,7 @@ daemon (LeakSanitizer in the ASan build, valgrind otherwise).
 Where /dev/kvm works, examples/vmm-attach (a real external VMM with its own
 KVM VM) does the same hand-over, and what qstatsd reports is compared with
 the VMM's own reading of its fds."""
+import atexit
 import json
 import os
 import random
@@ -210,6 +211,15 @@ def assert_matches_memfds(q, vmm, vcpus=None):
 
 D = Daemon(no_vm=True)
 M = MemfdVmm(D.qmp_path)
+
+
+@atexit.register
+def _stop_when_imported():
+    """Other tests import this module's helpers: its daemon must not outlive
+    them (as __main__, the end of the file stops it, checking its log)."""
+    if not D.stderr.closed:
+        M.close()
+        D.stop()
 
 
 def test_handed_over_memfds_show_in_query_stats_schemas_qom_and_info_stats():
