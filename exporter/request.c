@@ -144,7 +144,8 @@ static bool parse_detail(const char *s, size_t n, qs_metrics_view *view, qs_erro
         if (!strcmp(value, "all"))
             end = value + 3;
     }
-    if (!eq || !*value || *end || value[0] == '-' || v > UINT_MAX) {
+    bool digits = value[0] >= '0' && value[0] <= '9';   /* strtoul takes " +5" */
+    if (!eq || !(digits || !strcmp(value, "all")) || *end || v > UINT_MAX) {
         qs_error_setg(errp, "invalid vCPU detail '%.*s': expected KIND=N or KIND=all",
                       (int)n, s);
         return false;

@@ -254,7 +254,9 @@ def test_a_client_that_does_not_read_replies_cannot_grow_the_daemon():
 def test_unix_socket_is_private_and_tcp_is_loopback_only():
     with Daemon(recorded=1, extra_qmp=["tcp:127.0.0.1:0"]) as d:
         assert stat.S_IMODE(os.stat(d.qmp_path).st_mode) == 0o600
-    port = 47000 + os.getpid() % 1000
+    with socket.socket() as probe:        # a port free now (not in anyone's TIME-WAIT)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     with Daemon(recorded=1, extra_qmp=[f"tcp:127.0.0.1:{port}"]) as d:
         q = QMP(addr=("127.0.0.1", port))
         assert q.ok("query-stats", {"target": "vm"})[0]["provider"] == "kvm"

@@ -205,6 +205,8 @@ static void test_vcpu_detail_refusals_name_the_element(void **state)
     assert_detail_refused("counters=", "invalid vCPU detail 'counters='");
     assert_detail_refused("counters=-1", "invalid vCPU detail 'counters=-1'");
     assert_detail_refused("counters=x", "invalid vCPU detail 'counters=x'");
+    assert_detail_refused("counters=+5", "invalid vCPU detail 'counters=+5'");
+    assert_detail_refused("counters= 5", "invalid vCPU detail 'counters= 5'");
     assert_detail_refused("counters=5x", "invalid vCPU detail 'counters=5x'");
     assert_detail_refused("counters=alll", "invalid vCPU detail 'counters=alll'");
     assert_detail_refused("counters=4294967296", "invalid vCPU detail 'counters=4294967296'");
