@@ -107,7 +107,8 @@ void qs_json_put_string(qs_buf *b, const char *str)
         q++;
     if (!*q) {                       /* the common case: nothing to escape */
         size_t n = (size_t)(q - p);
-        qs_buf_reserve(b, n + 2);
+        if (!qs_buf_reserve(b, n + 2))
+            return;                  /* past the ceiling: overflow is set */
         b->data[b->len] = '"';
         memcpy(b->data + b->len + 1, p, n);
         b->data[b->len + 1 + n] = '"';

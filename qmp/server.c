@@ -32,12 +32,12 @@ qs_qmp *qs_qmp_new(uv_loop_t *loop, const qs_qmp_config *cfg, qs_error **errp)
     q->pool = cfg->max_buffer_bytes ? cfg->max_buffer_bytes : QS_QMP_POOL_DEFAULT;
     q->negotiation_timeout_ms = cfg->negotiation_timeout_ms ? cfg->negotiation_timeout_ms
                                                             : QS_QMP_NEGOTIATION_MS;
-    q->results.limit = q->reply_max;
     snprintf(q->refusal, sizeof(q->refusal), "{\"error\": {\"class\": \"GenericError\", "
              "\"desc\": \"Too many QMP sessions (limit %zu)\"}}\r\n", q->max_sessions);
     snprintf(q->refused_log, sizeof(q->refused_log), "refusing a QMP connection: %zu "
              "sessions open (the limit)", q->max_sessions);
     qs_results_init(&q->results);
+    q->results.limit = q->reply_max;    /* after init, which zeroes it */
     qs_schemas_init(&q->schemas);
     if (!qs_qmp_add_builtin_commands(q, errp)) {
         qs_qmp_commands_free(q);

@@ -49,6 +49,34 @@ def kvm_usable():
         os.close(fd)
 
 
+def build_option(key):
+    """A CMake cache entry of the build under test ("" when unset)."""
+    try:
+        with open(os.path.join(BUILD, "CMakeCache.txt")) as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return line.split("=", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+ASAN = build_option("QS_SANITIZE").upper() in ("ON", "1", "TRUE", "YES")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def memfd_with(data, name="stats"):
+    """A memfd holding data: what a VMM hands over in place of a KVM stats fd."""
+    fd = os.memfd_create(name)
+    os.write(fd, data)
+    return fd
+
+
 def need_kvm(what="the micro-VM"):
     """For tests of the micro-VM itself: they skip where KVM is missing."""
     if not kvm_usable():
@@ -143,6 +171,15 @@ class QMP:
         assert "return" in r, f"{name} {args}: {r}"
         return r["return"]
 
+    def hand_over(self, fd, name, target="vcpu", path=None):
+        """getfd with fd in SCM_RIGHTS, then add-stats-fd for the kvm
+        provider; returns add-stats-fd's reply."""
+        assert self.cmd("getfd", {"fdname": name}, fds=[fd]) == {"return": {}}
+        args = {"fdname": name, "provider": "kvm", "target": target}
+        if path:
+            args["qom-path"] = path
+        return self.cmd("add-stats-fd", args)
+
     def close(self):
         self.sock.close()
 
@@ -199,6 +236,14 @@ class Daemon:
     def advance(self, seconds=1.0, vcpus=None):
         """Moves the recorded VM's counters as an idle guest's would."""
         self.recording.advance(seconds, vcpus)
+
+    def rss_kib(self):
+        """The daemon's resident memory (VmRSS), in KiB."""
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+    def open_fds(self):
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
     def log(self):
         self.stderr.flush()
