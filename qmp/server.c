@@ -76,9 +76,12 @@ size_t qs_qmp_session_allowance(const qs_qmp_session *s, size_t other)
  * no reply could be built for it anyway, and nobody else waits. */
 static bool over_budget(qs_qmp_session *s, const char *what)
 {
-    fprintf(stderr, "qstats: dropping a QMP client: its %s would pass its share of the "
-            "session buffers (%zu bytes in all sessions)\n", what,
-            (size_t)QS_QMP_FLOOR * s->server->nsessions + s->server->pool);
+    qs_qmp *q = s->server;
+    char msg[160];
+    snprintf(msg, sizeof(msg), "dropping a QMP client: its %s would pass its share of the "
+             "session buffers (%zu bytes in all sessions)", what,
+             (size_t)QS_QMP_FLOOR * q->nsessions + q->pool);
+    qs_ratelimit_log(&q->log_limit, uv_now(q->loop), msg, qs_qmp_log, NULL);
     return true;
 }
 

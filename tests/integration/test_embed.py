@@ -20,27 +20,18 @@ import tempfile
 import time
 import urllib.request
 
-from qstest import BUILD, QMP, RECORDED, recording, run_module
+from qstest import ASAN, BUILD, QMP, RECORDED, build_option, recording, run_module
 
 SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 HEADERS = ["qstats.h", "qs-core.h", "qs-kvm.h", "qs-balloon.h", "qs-qmp.h", "qs-hmp.h",
            "qs-exporter.h"]
 
 
-def cmake_cache(key):
-    with open(os.path.join(BUILD, "CMakeCache.txt")) as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return line.split("=", 1)[1].strip()
-    return ""
-
-
 MISSING = [t for t in ("cmake", "pkg-config", "readelf") if not shutil.which(t)]
-ASAN = cmake_cache("QS_SANITIZE").upper() in ("ON", "1", "TRUE", "YES")
 # The build's own compiler: an ASan libqstats needs the same sanitizer runtime.
-CC = cmake_cache("CMAKE_C_COMPILER") or "cc"
+CC = build_option("CMAKE_C_COMPILER") or "cc"
 VALGRIND = not ASAN and shutil.which("valgrind")
-HAVE_MHD = cmake_cache("MHD_FOUND") == "1"
+HAVE_MHD = build_option("MHD_FOUND") == "1"
 TMP = tempfile.mkdtemp(prefix="qstats-embed-")
 atexit.register(shutil.rmtree, TMP, ignore_errors=True)
 PREFIX = os.path.join(TMP, "prefix")

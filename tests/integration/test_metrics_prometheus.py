@@ -28,7 +28,7 @@ import urllib.parse
 import urllib.request
 from http.client import HTTPConnection
 
-from qstest import QSTATSD, Daemon, run_module, skip
+from qstest import Daemon, QSTATSD, free_port, run_module, skip
 from test_top import grown_log2_bucket
 
 OM_ACCEPT = ("application/openmetrics-text;version=1.0.0,"
@@ -36,12 +36,6 @@ OM_ACCEPT = ("application/openmetrics-text;version=1.0.0,"
              "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
 TEXT_CTYPE = "text/plain; version=0.0.4; charset=utf-8"
 OM_CTYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http(url, method="GET", accept=None, timeout=5):
@@ -84,7 +78,7 @@ SAMPLE_LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 HEALTH_TYPES = {"qstats_build_info": "gauge", "qstats_exporter_scrapes_total": "counter",
                 "qstats_exporter_sources_failing": "gauge", "qstats_exporter_samples": "gauge",
-                "qstats_exporter_scrape_duration_seconds": "gauge"}
+                "qstats_exporter_scrape_duration_seconds": "gauge", "qstats_vm_vcpus": "gauge"}
 
 
 def samples(body):

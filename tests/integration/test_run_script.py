@@ -10,15 +10,10 @@ import subprocess
 import tempfile
 import time
 
-from qstest import BUILD, RECORDED, kvm_usable, need_kvm, recording, run_module, skip
+from qstest import BUILD, RECORDED, free_port, kvm_usable, need_kvm, recording, \
+    run_module, skip
 
 SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RunScript:

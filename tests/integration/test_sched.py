@@ -23,7 +23,7 @@ import tempfile
 import time
 import urllib.request
 
-from qstest import BUILD, QMP, QSTATSD, Daemon, run_module
+from qstest import BUILD, Daemon, QMP, QSTATSD, free_port, run_module
 from qemu_oracle import LiveQemu
 from test_top import parse_top, row
 
@@ -520,12 +520,6 @@ def test_hmp_info_stats_shows_each_vcpu_thread_and_the_vm_sums_in_ns():
         text = hmp(q, "info stats vcpu run_ns,exits", 0)
         assert "provider: sched\r\n" + hmp_lines(readings[0], ("run_ns",)) in text, text
         assert "provider: kvm\r\n    exits (cumulative): " in text, text
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_metrics_have_sched_counters_per_vcpu_and_pass_promtool():

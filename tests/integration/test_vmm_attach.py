@@ -30,8 +30,8 @@ import threading
 import time
 import urllib.request
 
-from qstest import BUILD, QMP, QSTATSD, RECORDED, Daemon, need_kvm, recording, \
-    run_module, skip
+from qstest import ASAN, BUILD, Daemon, QMP, QSTATSD, RECORDED, build_option, \
+    free_port, memfd_with, need_kvm, recording, run_module, skip
 
 VMM = os.path.join(BUILD, "examples", "vmm-attach")
 NVCPUS = 4
@@ -45,31 +45,7 @@ def vcpu_path(i):
 PATHS = [vcpu_path(i) for i in range(NVCPUS)]
 
 
-def cmake_cache(key):
-    try:
-        with open(os.path.join(BUILD, "CMakeCache.txt")) as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return line.split("=", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
-
-
-ASAN = cmake_cache("QS_SANITIZE").upper() in ("ON", "1", "TRUE", "YES")
-HAVE_MHD = cmake_cache("MHD_FOUND") == "1"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def memfd_with(data, name="recorded-stats"):
-    fd = os.memfd_create(name)
-    os.write(fd, data)
-    return fd
+HAVE_MHD = build_option("MHD_FOUND") == "1"
 
 
 def contents(fd):
@@ -92,12 +68,8 @@ def recorded_files(nvcpus):
 
 
 def hand_over(q, fd, name, target="vcpu", path=None):
-    """getfd with fd in SCM_RIGHTS, then add-stats-fd; returns that reply."""
-    assert q.cmd("getfd", {"fdname": name}, fds=[fd]) == {"return": {}}
-    args = {"fdname": name, "provider": "kvm", "target": target}
-    if path:
-        args["qom-path"] = path
-    return q.cmd("add-stats-fd", args)
+    """getfd + add-stats-fd (kvm) on q; returns add-stats-fd's reply."""
+    return q.hand_over(fd, name, target, path)
 
 
 class MemfdVmm:
