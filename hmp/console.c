@@ -203,8 +203,9 @@ static void run_lines(conn *k)
     if (k->line.len > MAX_LINE) {
         static const char msg[] = "line too long\r\n";
         k->line.len = 0;
+        if (!k->discarding)       /* once per line, however long it goes on */
+            conn_send(k, msg, sizeof(msg) - 1);
         k->discarding = true;
-        conn_send(k, msg, sizeof(msg) - 1);
     }
 }
 

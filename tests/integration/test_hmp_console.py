@@ -256,6 +256,40 @@ def test_each_console_client_has_its_own_current_cpu():
     q.close()
 
 
+def test_seventeenth_console_is_refused_and_a_huge_line_is_dropped_alone():
+    consoles = [Console(HMP) for _ in range(16)]
+    extra = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    extra.settimeout(10)
+    extra.connect(HMP)
+    refusal = b""
+    while True:                      # a line saying why, then the end
+        data = extra.recv(1 << 16)
+        if not data:
+            break
+        refusal += data
+    extra.close()
+    assert refusal == b"qstats: too many monitor sessions (limit 16); try again later\r\n"
+    # a line of 3 MiB (over the 1 MiB limit): said once, then the line's
+    # end ends it; the console and the others live on
+    c = consoles[0]
+    c.sock.sendall(b"info stats vm " + b"x" * (3 << 20) + b"\n")
+    assert c.until_prompt() == "line too long\r\n"
+    assert c.run("info version").endswith(" (qstats)\r\n"), "the console broke"
+    assert consoles[1].run("info version") == c.run("info version"), "another console broke"
+    consoles.pop().close()           # a place is free again, once the daemon saw it
+    deadline = time.time() + 10
+    while True:
+        try:
+            late = Console(HMP)
+            break
+        except EOFError:
+            assert time.time() < deadline, "a closed console's place never came free"
+            time.sleep(0.1)
+    assert late.run("info version") == c.run("info version")
+    for k in consoles + [late]:
+        k.close()
+
+
 def test_extensions_show_every_vcpu_and_bucket_bounds():
     c = Console(HMP)
     out = c.run("info stats -a vcpu exits")
