@@ -111,9 +111,10 @@ export function heatmap(container, view, rowLabel, windowSeconds) {
   if (lo === undefined) lo = hi = 0;
   const rows = d3.range(Math.max(0, lo - 1), Math.min(view.nb || 1, hi + 2));
   const y = d3.scale.ordinal().domain(rows).rangeBands([f.h, 0]);
+  // The whole history, as the other charts show it.
   const x = d3.time.scale()
-    .domain(timeDomain([].concat(...view.cells.map((c) => [{ time: c.time0 }, { time: c.time1 }])),
-                       windowSeconds)).range([0, f.w]);
+    .domain(timeDomain(view.span ? view.span.map((time) => ({ time })) : [], windowSeconds))
+    .range([0, f.w]);
   const color = d3.scale.sqrt().domain([0, d3.max(view.cells, (c) => c.rate) || 1])
     .range(["#fff3d6", "#b30000"]);
   f.g.select(".axis.x").attr("transform", `translate(0,${f.h})`)

@@ -140,6 +140,7 @@ export function histogramView(store, stat, path) {
   if (current) nb = current.length;
   return {
     cells, nb, current,
+    span: latest ? [time(samples[0]), time(latest)] : null,
     p50: current ? percentile(stat.sv, current, 0.5) : null,
     p99: current ? percentile(stat.sv, current, 0.99) : null,
     t: latest ? latest.t : null,
