@@ -14,6 +14,9 @@ import { bucketLabel, formatQuantity, num, rateUnit, scale, valueUnit, vcpuLabel
   from "./stats.js";
 
 const d3 = globalThis.d3;
+// Lines drawn per chart beyond the sum: a 1024-vCPU VM's chart stays
+// readable (and cheap); its table lists every vCPU.
+const MAX_LINES = 32;
 const charts = d3 && /^3\./.test(d3.version) ? await import("./charts.js") : null;
 
 const $ = (id) => document.getElementById(id);
@@ -150,8 +153,11 @@ function ratesSection() {
   text(caption, `${stat.provider} ${stat.target} ${sv.name}: ` +
        (rate ? `rate of a cumulative statistic, in ${unit.label}` :
         `${sv.type} value${unit.label ? `, in ${unit.label}` : ""}`));
+  const drawn = series.slice(0, MAX_LINES + 1);
+  if (drawn.length < series.length)
+    caption.textContent += `; the chart draws the sum and the first ${MAX_LINES} vCPUs`;
   $("rate-caption").dataset.unit = unit.label;
-  if (charts) charts.lines($("rate-chart"), series, unit, store.windowSeconds);
+  if (charts) charts.lines($("rate-chart"), drawn, unit, store.windowSeconds);
   const rows = series.map((s) => {
     const p = s.points[s.points.length - 1] || {};
     const v = p.v ?? null;
@@ -248,7 +254,7 @@ function schedSection() {
                      : "No sched provider: it needs the vCPU threads (the built-in micro-VM " +
                        "registers them; a VMM hands them over with add-stats-fd provider sched).");
   $("sched-chart").hidden = !s.has;
-  if (charts) charts.lines($("sched-chart"), s.series, { factor: 1, label: "%" },
+  if (charts) charts.lines($("sched-chart"), s.series.slice(0, MAX_LINES), { factor: 1, label: "%" },
                            store.windowSeconds);
   table($("sched-table"), ["vCPU", "ready but not running"], s.series.map((x) => {
     const p = x.points[x.points.length - 1] || {};
