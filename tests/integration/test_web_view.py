@@ -49,6 +49,22 @@ def free_port():
         return s.getsockname()[1]
 
 
+def metrics_daemon(*args, **kw):
+    """A Daemon serving metrics on a free port, and the page's base URL.
+    Another program may take the port between free_port() and the daemon's
+    bind (tests run in parallel): then another port is tried."""
+    for _ in range(5):
+        port = free_port()
+        try:
+            d = Daemon("--metrics", f"127.0.0.1:{port}", *args, **kw)
+        except RuntimeError as e:
+            if "Address already in use" in str(e):
+                continue
+            raise
+        return d, f"http://127.0.0.1:{port}"
+    raise AssertionError("no free port for the metrics server after 5 tries")
+
+
 def websocket_module():
     """python3-websocket (Debian's websocket-client).  A python3 that is
     not Debian's (pyenv, venv) does not see dist-packages: the module is
@@ -366,14 +382,13 @@ def start_sched_threads(q, n, procs):
 
 
 def test_the_page_charts_the_numbers_of_the_api_answers_it_received():
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     tmp = tempfile.mkdtemp(prefix="qstats-web-")
     balloon = os.path.join(tmp, "balloon.sock")
     procs = []
     try:
-        with Daemon("--metrics", f"127.0.0.1:{port}", "--balloon", f"unix:{balloon}",
-                    "--name", "web-test", recorded=2) as d, Browser() as b:
+        d, base = metrics_daemon("--balloon", f"unix:{balloon}", "--name", "web-test",
+                                 recorded=2)
+        with d, Browser() as b:
             d.wait_for_socket(balloon)
             q = d.qmp()
             start_sched_threads(q, 2, procs)
@@ -506,13 +521,11 @@ def test_stat_and_vm_names_with_markup_show_as_text_and_run_nothing():
         [(HOSTILE, 0x00, 0, 1, 0, 0),          # cumulative, no unit
          (hist, 0x04 | 0x20, -9, 8, 8, 0)],    # log2 histogram of ns
         [5, 0, 1, 2, 3, 0, 0, 0, 0], id_=b"kvm-hostile", name_size=128)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     fd = os.memfd_create("hostile-stats")
     os.write(fd, data)
     try:
-        with Daemon("--metrics", f"127.0.0.1:{port}", "--name", "<i>vm</i>&amp;",
-                    no_vm=True) as d, Browser() as b:
+        d, base = metrics_daemon("--name", "<i>vm</i>&amp;", no_vm=True)
+        with d, Browser() as b:
             q = d.qmp()
             assert q.cmd("getfd", {"fdname": "h"}, fds=[fd]) == {"return": {}}
             r = q.cmd("add-stats-fd", {"fdname": "h", "provider": "kvm", "target": "vm"})
@@ -553,10 +566,9 @@ def test_stat_and_vm_names_with_markup_show_as_text_and_run_nothing():
 
 
 def test_without_d3_the_page_says_charts_are_unavailable_and_shows_tables():
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     missing = "/nonexistent/qstats-test/d3.min.js"
-    with Daemon("--metrics", f"127.0.0.1:{port}", "--metrics-d3", missing, recorded=2) as d:
+    d, base = metrics_daemon("--metrics-d3", missing, recorded=2)
+    with d:
         status, _, _ = http(base + "/javascript/d3/d3.min.js")
         assert status == 404
         assert f"qstats: the web page shows tables only, without charts: {missing}: " \
@@ -591,9 +603,8 @@ def test_without_d3_the_page_says_charts_are_unavailable_and_shows_tables():
 
 
 def test_page_files_are_served_read_only_under_the_csp():
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with Daemon("--metrics", f"127.0.0.1:{port}", recorded=1):
+    d, base = metrics_daemon(recorded=1)
+    with d:
         for path, ctype in [("/", "text/html; charset=utf-8"),
                             ("/index.html", "text/html; charset=utf-8"),
                             ("/app.js", "text/javascript; charset=utf-8"),
