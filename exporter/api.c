@@ -4,8 +4,9 @@
  * return, with the same provider/target/name selection as /metrics and the
  * same byte budget.
  *
- *   GET /api/v1/schemas  {"generation": G, "schemas": [StatsSchema...]}
- *       G changes exactly when a STATS_SCHEMA_CHANGED event is sent.
+ *   GET /api/v1/schemas  {"generation": G, "name": VM, "schemas": [StatsSchema...]}
+ *       G changes exactly when a STATS_SCHEMA_CHANGED event is sent; VM is
+ *       the configured name (--name, the vm label of /metrics).
  *   GET /api/v1/stats    {"timestamp": {"monotonic": s, "wall": s},
  *                         "vm": [StatsResult...], "vcpu": [StatsResult...]}
  *       monotonic: CLOCK_MONOTONIC seconds of the collection (rates).
@@ -45,14 +46,16 @@ static void put_schema(qs_jw *w, const qs_schema *sc, const qs_metrics_view *vie
     qs_jw_end_object(w);
 }
 
-void qs_metrics_api_schemas(qs_buf *out, qs_registry *reg, const qs_metrics_data *d,
-                            const qs_metrics_view *view)
+void qs_metrics_api_schemas(qs_buf *out, qs_registry *reg, const char *vm_name,
+                            const qs_metrics_data *d, const qs_metrics_view *view)
 {
     qs_jw w;
     qs_jw_init(&w, out);
     qs_jw_begin_object(&w);
     qs_jw_key(&w, "generation");
     qs_jw_u64(&w, qs_registry_schema_generation(reg));
+    qs_jw_key(&w, "name");
+    qs_jw_str(&w, vm_name);
     qs_jw_key(&w, "schemas");
     qs_jw_begin_array(&w);
     for (size_t i = 0; i < d->schemas.n; i++) {

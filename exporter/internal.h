@@ -75,13 +75,13 @@ bool qs_metrics_gather(qs_registry *reg, const qs_metrics_view *view, qs_metrics
 
 /* ---- the JSON API (api.c) ---------------------------------------------- */
 
-void qs_metrics_api_schemas(qs_buf *out, qs_registry *reg, const qs_metrics_data *d,
-                            const qs_metrics_view *view);
+void qs_metrics_api_schemas(qs_buf *out, qs_registry *reg, const char *vm_name,
+                            const qs_metrics_data *d, const qs_metrics_view *view);
 void qs_metrics_api_stats(qs_buf *out, const qs_metrics_data *d);
 /* {"error": msg} (replacing out's contents). */
 void qs_metrics_api_error(qs_buf *out, const char *msg);
 
-/* ---- files of the web page (assets.c, generated) ------------------------ */
+/* ---- files of the web page (assets.c; web/embed.cmake generates the table) */
 
 typedef struct qs_asset {
     const char *path;           /* "/", "/app.js" */
@@ -89,7 +89,17 @@ typedef struct qs_asset {
     const unsigned char *data;
     size_t len;
 } qs_asset;
+/* The page's own files (compiled in), by URL path; NULL if none. */
 const qs_asset *qs_exporter_find_asset(const char *path);
+
+/* Where the page loads d3.js from: Debian's libjs-d3 file, at the path the
+ * javascript-common convention gives /usr/share/javascript on a web server. */
+#define QS_D3_URL "/javascript/d3/d3.min.js"
+/* The file read when the configuration names none (QS_D3_JS at build time). */
+const char *qs_exporter_default_d3(void);
+/* Reads d3.js (at most 8 MiB) into *out, served at QS_D3_URL; out->data
+ * is the caller's to free. */
+bool qs_exporter_load_d3(qs_asset *out, const char *file, qs_error **errp);
 
 /* ---- the server (server.c: connections; routes.c: requests) ------------ */
 
@@ -111,6 +121,7 @@ struct qs_exporter {
     qs_metrics_query default_query;   /* --metrics-select */
     qs_metrics_view default_view;     /* --metrics-vcpus */
     uint64_t scrapes;
+    qs_asset d3;              /* data NULL: charts unavailable, tables only */
     /* Reused across requests: steady state allocates nothing per stat. */
     qs_metrics_data data;
     qs_buf body, gz;

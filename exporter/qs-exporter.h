@@ -136,6 +136,11 @@ typedef struct qs_exporter_config {
      * QS_METRICS_PER_VCPU_* detail. */
     const char *select;
     const char *vcpu_detail;
+    /* d3.js (v3) for the web page's charts, read once here: NULL: the path
+     * set at build time (Debian's libjs-d3, /usr/share/javascript/d3/
+     * d3.min.js); "": none.  Without it (or if it cannot be read, which is
+     * said on stderr) the page shows its numbers as tables only. */
+    const char *d3_js;
 } qs_exporter_config;
 
 /* Listens on "HOST:PORT" ("[::1]:PORT" for IPv6; port 0 picks a free one)

@@ -7,7 +7,8 @@
  *                     the daemon's default view
  *   /api/v1/schemas   JSON (api.c), same selection
  *   /api/v1/stats
- *   /, /app.js ...    the web page's files (assets.c)
+ *   /, /app.js ...    the web page's files (assets.c, from web/)
+ *   /javascript/d3/d3.min.js   its chart library, when qstatsd could read it
  *
  * Every response is read-only data and says so to browsers: a strict
  * Content-Security-Policy, nosniff, and no caching of live numbers.  Bodies
@@ -179,7 +180,7 @@ static enum MHD_Result serve_api(qs_exporter *e, struct MHD_Connection *conn,
     if (stats)
         qs_metrics_api_stats(&e->body, &e->data);
     else
-        qs_metrics_api_schemas(&e->body, e->reg, &e->data, &rv->view);
+        qs_metrics_api_schemas(&e->body, e->reg, e->vm_name, &e->data, &rv->view);
     if (e->body.overflow) {
         char msg[96];
         snprintf(msg, sizeof(msg), "the reply would exceed %zu bytes (qstats' reply limit)",
@@ -197,6 +198,8 @@ static enum MHD_Result route(qs_exporter *e, struct MHD_Connection *conn, const 
 {
     bool api = !strncmp(url, "/api/", 5);
     const qs_asset *asset = qs_exporter_find_asset(url);
+    if (!asset && e->d3.data && !strcmp(url, e->d3.path))
+        asset = &e->d3;
     if (strcmp(url, "/metrics") && strcmp(url, "/api/v1/stats") &&
         strcmp(url, "/api/v1/schemas") && !asset)
         return api ? send_json_error(e, conn, MHD_HTTP_NOT_FOUND, "no such API path")

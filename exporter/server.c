@@ -111,6 +111,20 @@ static void acceptor_closed(void *opaque)
 
 /* ---- lifetime ---------------------------------------------------------- */
 
+/* The page's chart library; a daemon without it serves the page anyway
+ * (tables only), so a missing file is said once, not an error. */
+static void load_d3(qs_exporter *e, const char *file)
+{
+    qs_error *err = NULL;
+    if (!file)
+        file = qs_exporter_default_d3();
+    if (*file && !qs_exporter_load_d3(&e->d3, file, &err)) {
+        fprintf(stderr, "qstats: the web page shows tables only, without charts: %s "
+                "(d3.js v3, Debian package libjs-d3)\n", err->msg);
+        qs_error_free(err);
+    }
+}
+
 static void destroy(qs_exporter *e)
 {
     if (e->mhd)
@@ -119,6 +133,7 @@ static void destroy(qs_exporter *e)
     qs_buf_free(&e->body);
     qs_buf_free(&e->gz);
     qs_metrics_query_free(&e->default_query);
+    free((void *)e->d3.data);
     free(e->vm_name);
     free(e);
 }
@@ -161,6 +176,7 @@ qs_exporter *qs_exporter_new(uv_loop_t *loop, const qs_exporter_config *cfg,
     qs_buf_init(&e->body);
     qs_buf_init(&e->gz);
     qs_metrics_view_init(&e->default_view);
+    load_d3(e, cfg->d3_js);
     if (!qs_metrics_parse_query(cfg->select, &e->default_query, errp) ||
         !qs_metrics_parse_vcpu_detail(cfg->vcpu_detail, &e->default_view, errp) ||
         !start_mhd(e, errp)) {

@@ -5,8 +5,14 @@
 set -euo pipefail
 
 QS_BUILD_PKGS="gcc cmake make pkg-config libjansson-dev libuv1-dev libcmocka-dev libmicrohttpd-dev libedit-dev zlib1g-dev"
+# What qstatsd uses at run time beside its libraries: the web page's charts
+# (d3.js, read from /usr/share/javascript).
+QS_RUN_PKGS="libjs-d3"
+# The web page's test drives Debian's headless Chromium over its DevTools
+# protocol (python3-websocket).
 QS_TEST_PKGS="python3 qemu-system-x86 prometheus socat valgrind tmux clang
-    build-essential debhelper dpkg-dev lintian groff-base mandoc man-db systemd"
+    build-essential debhelper dpkg-dev lintian groff-base mandoc man-db systemd
+    chromium python3-websocket $QS_RUN_PKGS"
 
 qs_install() {
     local missing=()

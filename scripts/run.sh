@@ -3,11 +3,11 @@
 # (or, where /dev/kvm is missing, on a 4-vCPU VM recorded on a real KVM
 # host), with QMP on a unix socket (path printed), the human console on this
 # terminal, a balloon channel with a guest agent beside it, and the metrics
-# endpoint.  Extra arguments go to qstatsd.  Ctrl-C (or `quit`) stops it.
+# endpoint with its live web page.  Extra arguments go to qstatsd.  Ctrl-C (or `quit`) stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
-qs_install $QS_BUILD_PKGS python3
+qs_install $QS_BUILD_PKGS $QS_RUN_PKGS python3
 
 # QSTATS_BUILD=DIR runs the programs already built there (the tests do).
 build=${QSTATS_BUILD:-build}
@@ -46,6 +46,7 @@ else
     echo "                On a KVM host this script runs the live micro-VM instead."
 fi
 echo "QMP socket:     $qmp      (try: $build/qstats -s $qmp info stats vcpu)"
+echo "web page:       http://$metrics/      (live charts; JSON at /api/v1/stats, /api/v1/schemas)"
 echo "metrics:        http://$metrics/metrics"
 echo "balloon agent:  $balloon"
 

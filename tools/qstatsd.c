@@ -36,6 +36,7 @@ typedef struct options {
     const char *metrics;
     const char *metrics_select;
     const char *metrics_vcpus;
+    const char *metrics_d3;
     const char *name;
     const char *recorded;
     unsigned vcpus;
@@ -84,6 +85,8 @@ static void usage(FILE *f)
           "                                 they are aggregated (counters, gauges, booleans,\n"
           "                                 histograms, all; N or all; default\n"
           "                                 scalars 1024, histograms 128)\n"
+          "  --metrics-d3 FILE              d3.js (v3) for the web page's charts (default\n"
+          "                                 " QS_D3_JS "; \"\": tables only)\n"
           "  --name NAME                    VM name (query-name, metrics label vm)\n"
           "  --allow-remote                 allow non-loopback TCP listeners\n"
           "  --max-reply-bytes N            ceiling of one reply, QMP, HMP or metrics\n"
@@ -142,7 +145,7 @@ static size_t parse_size(const char *opt, const char *s, size_t min)
 static void parse_options(int argc, char **argv, options *o)
 {
     enum { O_QMP = 256, O_HMP, O_VCPUS, O_NOVM, O_RECORDED, O_BALLOON, O_METRICS,
-           O_METRICS_SELECT, O_METRICS_VCPUS,
+           O_METRICS_SELECT, O_METRICS_VCPUS, O_METRICS_D3,
            O_NAME, O_REMOTE, O_REPLY, O_BUFFER, O_SESSIONS, O_HELP, O_VERSION };
     static const struct option longopts[] = {
         { "qmp", required_argument, 0, O_QMP }, { "hmp", required_argument, 0, O_HMP },
@@ -152,6 +155,7 @@ static void parse_options(int argc, char **argv, options *o)
         { "metrics", required_argument, 0, O_METRICS }, { "name", required_argument, 0, O_NAME },
         { "metrics-select", required_argument, 0, O_METRICS_SELECT },
         { "metrics-vcpus", required_argument, 0, O_METRICS_VCPUS },
+        { "metrics-d3", required_argument, 0, O_METRICS_D3 },
         { "allow-remote", no_argument, 0, O_REMOTE },
         { "max-reply-bytes", required_argument, 0, O_REPLY },
         { "max-buffer-bytes", required_argument, 0, O_BUFFER },
@@ -172,6 +176,7 @@ static void parse_options(int argc, char **argv, options *o)
         case O_METRICS: o->metrics = optarg; break;
         case O_METRICS_SELECT: o->metrics_select = optarg; break;
         case O_METRICS_VCPUS: o->metrics_vcpus = optarg; break;
+        case O_METRICS_D3: o->metrics_d3 = optarg; break;
         case O_NAME: o->name = optarg; break;
         case O_REMOTE: o->allow_remote = true; break;
         case O_REPLY: o->max_reply_bytes = parse_size("--max-reply-bytes", optarg, 4096); break;
@@ -339,7 +344,8 @@ static void start_servers(qsd *d, const options *o)
                                           .reg = d->reg, .vm_name = o->name,
                                           .max_reply_bytes = o->max_reply_bytes,
                                           .select = o->metrics_select,
-                                          .vcpu_detail = o->metrics_vcpus },
+                                          .vcpu_detail = o->metrics_vcpus,
+                                          .d3_js = o->metrics_d3 },
                                       o->metrics, o->allow_remote, &err);
         if (!d->exporter)
             die(d, "--metrics", err);

@@ -225,7 +225,7 @@ def test_openmetrics_negotiated_head_and_404():
     status, headers, body = http(d.url, method="HEAD")
     assert status == 200 and body == "" and headers["Content-Type"] == TEXT_CTYPE
     assert int(headers["Content-Length"]) > 1000
-    status, _, _ = http(f"http://127.0.0.1:{d.port}/nosuch")
+    status, _, _ = http(f"http://127.0.0.1:{d.port}/nosuch")   # "/" is the web page
     assert status == 404
     status, _, _ = http(f"http://127.0.0.1:{d.port}/metrics/x")
     assert status == 404

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 
 from qstest import BUILD, RECORDED, free_port, kvm_usable, need_kvm, recording, \
     run_module, skip
@@ -24,8 +25,9 @@ class RunScript:
             skip("tmux is not installed")     # scripts/deps.sh installs it
         self.dir = tempfile.mkdtemp(prefix="qstats-run-")
         self.server = f"qstats-run-{os.getpid()}"
+        self.metrics = f"127.0.0.1:{free_port()}"
         env = (f"QSTATS_BUILD={BUILD} QSTATS_RUN_DIR={self.dir} "
-               f"QSTATS_METRICS=127.0.0.1:{free_port()}")
+               f"QSTATS_METRICS={self.metrics}")
         cmd = " ".join([*prefix, os.path.join(SRC, "scripts/run.sh")])
         self.tmux("new-session", "-d", "-x", "200", "-y", "60",
                   f"cd {SRC} && env {env} {cmd}; echo EXIT=$?; sleep 600")
@@ -72,6 +74,11 @@ def test_without_kvm_run_sh_says_the_vm_is_recorded_and_gives_its_console():
         assert first.startswith("VM:") and "RECORDED" in first, out
         assert "recorded on a Linux 6.18 KVM host" in out and "do not move" in out, out
         assert "micro-VM" in out, out         # and where the live one is found
+        # The web page's address, and the page there.
+        page = next(l.split()[2] for l in out.splitlines() if l.startswith("web page:"))
+        assert page == f"http://{r.metrics}/", out
+        with urllib.request.urlopen(page, timeout=30) as resp:
+            assert b'<script type="module" src="/app.js">' in resp.read()
         r.type("info stats vcpu exits,halt_exits")
         expect = recording.StatsFile.load(os.path.join(RECORDED, "vcpu0.bin"))
         out = r.wait_for("halt_exits (cumulative)")
