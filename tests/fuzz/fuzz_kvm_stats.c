@@ -13,7 +13,8 @@
  * data_words, names are non-empty strings, a refusal always carries a
  * message; the same file is accepted as the VM's and as two vCPUs'; each
  * unfiltered query returns exactly the file's stat count per result; the
- * metrics exposition of it, in both formats, is one Prometheus accepts
+ * metrics exposition of it, in both formats and with the file's id as the
+ * vm label (any bytes, as a --name may be), is one Prometheus accepts
  * (fuzz_exposition.c); `info stats` is lines; and once the VM file stops
  * reading it is skipped and listed among the failing sources, the vCPUs
  * still answering, until it reads again.
@@ -99,7 +100,8 @@ static void expect_results(const qs_results *r, size_t nres, size_t nstats)
 /* What the file's names, types, units and exponents become for people
  * and for Prometheus: the exposition stays valid, whatever the file says,
  * and the monitor's `info stats` text is lines. */
-static void check_formatters(qs_registry *reg, const qs_results *vm, const qs_results *vcpu)
+static void check_formatters(qs_registry *reg, const qs_results *vm, const qs_results *vcpu,
+                             const char *vm_name)
 {
     qs_error *err = NULL;
     qs_schemas s;
@@ -110,7 +112,7 @@ static void check_formatters(qs_registry *reg, const qs_results *vm, const qs_re
         qs_buf out;
         size_t line;
         qs_buf_init(&out);
-        qs_metrics_render(&out, (qs_metrics_format)fmt, "fuzz", &s, vm, vcpu, 1.7e9);
+        qs_metrics_render(&out, (qs_metrics_format)fmt, vm_name, &s, vm, vcpu, 1.7e9);
         const char *why = fuzz_exposition_error(out.data ? out.data : "", out.len,
                                                 (qs_metrics_format)fmt, &line);
         if (why) {
@@ -139,7 +141,8 @@ static void check_formatters(qs_registry *reg, const qs_results *vm, const qs_re
  * of each; the formatters take them; and once the VM file stops reading
  * (truncated), it is skipped and listed as failing while the vCPUs still
  * answer, until it reads again. */
-static void check_provider(const uint8_t *data, size_t size, size_t nstats, size_t words)
+static void check_provider(const uint8_t *data, size_t size, size_t nstats, size_t words,
+                           const char *id)
 {
     qs_registry *reg = qs_registry_new();
     qs_kvm_provider *p = qs_kvm_provider_new(reg);
@@ -154,7 +157,7 @@ static void check_provider(const uint8_t *data, size_t size, size_t nstats, size
     qs_results *vm = query(reg, QS_TARGET_VM), *vcpu = query(reg, QS_TARGET_VCPU);
     expect_results(vm, 1, nstats);
     expect_results(vcpu, 2, nstats);
-    check_formatters(reg, vm, vcpu);
+    check_formatters(reg, vm, vcpu, id);
     drop(vm);
     drop(vcpu);
 
@@ -198,7 +201,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_file(f);
     size_t n = qs_kvm_stats_file_count(f);
     size_t words = qs_kvm_stats_file_data_words(f);
+    char *id = qs_strdup(qs_kvm_stats_file_id(f));
     qs_kvm_stats_file_close(f);
-    check_provider(data, size, n, words);
+    check_provider(data, size, n, words, id);
+    free(id);
     return 0;
 }
