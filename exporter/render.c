@@ -75,7 +75,11 @@ static bool claim_family(render_ctx *c, fam_kind kind)
 
 static void put_help_text(render_ctx *c, const char *s)
 {
-    for (; *s; s++) {
+    while (*s) {
+        if ((unsigned char)*s >= 0x80) {
+            qs_metrics_put_non_ascii(c->out, &s);    /* a stat's name may be anything */
+            continue;
+        }
         if (*s == '\\')
             qs_buf_puts(c->out, "\\\\");
         else if (*s == '\n')
@@ -84,6 +88,7 @@ static void put_help_text(render_ctx *c, const char *s)
             qs_buf_puts(c->out, "\\\"");
         else
             qs_buf_putc(c->out, *s);
+        s++;
     }
 }
 
