@@ -10,15 +10,16 @@
  * The input is a script for the agent and the host, one op byte then its
  * operands (see the OP_ constants): write raw bytes, write an answer of k
  * records or of a length of the fuzzer's choosing, let the host ask for
- * stats, hang up and reconnect, or try a second agent while one is
- * served.  Writes are split wherever the script splits them, and each is
+ * stats, hang up and reconnect, try a second agent while one is served,
+ * or make answers due within 0 ms (the answer timeout, without waiting:
+ * such an answer is late at the loop's next timer phase).  Writes are split wherever the script splits them, and each is
  * read by the channel before the next op runs.
  *
  * Oracle beyond the sanitizers: a model of the framing written from the
  * protocol description at the top of channel.c (u32 length <= 160, then
  * that many bytes; data while no answer is due or an oversized length
- * drops the agent; one request outstanding at most; a second agent is
- * closed, the first kept) predicts, after every op, which answers arrive
+ * drops the agent, and so does an answer not complete in time; one
+ * request outstanding at most; a second agent is closed, the first kept) predicts, after every op, which answers arrive
  * (length and bytes), how often the agent is gone, whether one is
  * connected and which request bytes the agent reads.  After every answer,
  * the device's stats, the provider's results and published schema agree
@@ -49,12 +50,17 @@
 #define OP_LENGTH 0x60        /* 0x60-0x7f: a length byte L, then L bytes */
 #define OP_REQUEST 0x80       /* 0x80-0xbf: the host asks for stats */
 #define OP_RECONNECT 0xc0     /* 0xc0-0xdf: the agent hangs up, a new one comes */
-#define OP_SECOND 0xe0        /* 0xe0-0xff: a second agent tries to connect */
+#define OP_SECOND 0xe0        /* 0xe0-0xef: a second agent tries to connect */
+#define OP_TIMEOUT 0xf0       /* 0xf0-0xff: answers from now on are due in
+                                 0 ms (b & 1) or a day */
+#define LONG_TIMEOUT_MS (24ull * 3600 * 1000)
 
 /* What the channel must do, from its documented protocol. */
 typedef struct model {
     bool connected;
     bool expecting;           /* an answer is due */
+    bool zero_timeout;        /* answers due from now on: within 0 ms */
+    bool due_now;             /* the answer due is late at the next loop run */
     size_t rxlen;
     uint32_t want;
     uint8_t rx[HEADER + 256];
@@ -231,6 +237,7 @@ static void model_connect(model *m)
 {
     m->connected = true;
     m->expecting = true;        /* the initial report is due at once */
+    m->due_now = m->zero_timeout;
     m->rxlen = 0;
 }
 
@@ -285,6 +292,20 @@ static void pump_until(bool (*done)(void), const char *what)
     fail(what);
 }
 
+static bool chan_idle(void);
+
+/* An answer due within 0 ms is late as soon as the loop runs again: the
+ * timer phase comes before the agent's bytes are read, so the agent is
+ * dropped before anything it sends counts. */
+static void timeouts_expire(void)
+{
+    model *m = &env->m;
+    if (!m->connected || !m->expecting || !m->due_now)
+        return;
+    pump_until(chan_idle, "an answer due within 0 ms did not time out");
+    model_drop(m);
+}
+
 static bool agent_sent_all(void)
 {
     int n = 0;
@@ -295,6 +316,7 @@ static bool agent_sent_all(void)
 
 static bool chan_connected(void) { return qs_balloon_chan_connected(env->chan); }
 static bool chan_idle(void) { return !qs_balloon_chan_connected(env->chan); }
+
 
 static int agent_socket(void)
 {
@@ -357,6 +379,7 @@ static void agent_read_requests(void)
 static void agent_write(const uint8_t *p, size_t n)
 {
     ensure_agent();
+    timeouts_expire();
     for (size_t i = 0; i < n; i++)
         model_byte(&env->m, p[i]);
     ssize_t w = send(env->agent, p, n, MSG_NOSIGNAL);
@@ -396,10 +419,15 @@ static void host_request(void)
         fail("a request was sent while one was outstanding, or not sent when due");
     if (due) {
         env->m.expecting = true;
+        env->m.due_now = env->m.zero_timeout;
         env->m.rxlen = 0;
         env->m.requests++;
     }
     uv_run(&env->loop, UV_RUN_NOWAIT);      /* the write's callback */
+    if (due && env->m.due_now) {
+        agent_read_requests();              /* the request went out first */
+        timeouts_expire();
+    }
 }
 
 /* After every op the channel did what the model says. */
@@ -446,7 +474,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
                               .closed = on_closed, .opaque = env };
     env->chan = qs_balloon_chan_new(&env->loop, &cb);
     /* No answer timeout during a run: time is not part of the input. */
-    qs_balloon_chan_set_timeout(env->chan, 24ull * 3600 * 1000);
+    qs_balloon_chan_set_timeout(env->chan, LONG_TIMEOUT_MS);
     char *spec = qs_strdup_printf("unix:%s", env->path);
     if (!qs_balloon_chan_listen(env->chan, spec, &err))
         fail(err->msg);
@@ -462,12 +490,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_parser(data, size);
     reset_device();
     memset(&env->m, 0, sizeof(env->m));
+    qs_balloon_chan_set_timeout(env->chan, LONG_TIMEOUT_MS);
     env->answers = env->gone = env->checked = 0;
     agent_connect();
     check_op();
 
     for (size_t i = 0; i < size;) {
         uint8_t op = data[i++];
+        if (op < OP_TIMEOUT)
+            timeouts_expire();
         size_t left = size - i, n;
         if (op < OP_RECORDS) {
             n = (size_t)(op & 0x3f) + 1;
@@ -490,8 +521,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         } else if (op < OP_SECOND) {
             agent_hang_up();
             agent_connect();
-        } else {
+        } else if (op < OP_TIMEOUT) {
             second_agent();
+        } else {
+            env->m.zero_timeout = op & 1;
+            qs_balloon_chan_set_timeout(env->chan, op & 1 ? 0 : LONG_TIMEOUT_MS);
         }
         check_op();
     }

@@ -15,6 +15,8 @@
  * from '\n'-separated fields "method\npath\nquery\naccept": bits 1-2 pick
  * the method (GET, HEAD, POST, or the method field), bit 3 sends the
  * Accept header, bit 4 makes it HTTP/1.0, bit 5 leaves the query out.
+ * Bit 6 (both modes) sends it to a second exporter whose reply ceiling is
+ * below one scrape of the recorded VM.
  * Path and query bytes outside printable ASCII are percent-encoded, so
  * that every byte value can reach the decoded path.
  *
@@ -25,7 +27,8 @@
  *   built      the answer is one complete HTTP response: 404 with its text
  *              unless the decoded path is /metrics, then 405 (Allow: GET,
  *              HEAD) unless GET or HEAD, else 200 whose Content-Type is
- *              the negotiated format's, whose Content-Length is the body's
+ *              the negotiated format's (500 saying why from the small
+ *              exporter), whose Content-Length is the body's
  *              (none for HEAD), and whose body is a valid exposition
  *              (fuzz_exposition.c) of the recorded VM in that format, the
  *              same every time (nothing in the world moves).
@@ -54,12 +57,13 @@
 
 #define MAX_REQUEST 8192
 #define WAIT_MS 10000           /* a local scrape takes milliseconds */
+#define SMALL_REPLY 4096        /* far below the recorded VM's exposition */
 
 typedef struct fuzz_env {
     uv_loop_t loop;
     fuzz_world world;
-    qs_exporter *exporter;
-    int port;
+    qs_exporter *exporter[2];   /* [1]: a reply ceiling below one scrape */
+    int port[2];
     qs_buf expected[2];         /* the exposition in each format, once seen */
 } fuzz_env;
 
@@ -71,6 +75,7 @@ typedef struct request {
     const char *query;          /* NULL: no '?' */
     const char *accept;         /* NULL: no Accept header */
     bool http10;
+    bool small;                 /* to the exporter whose scrapes are too large */
 } request;
 
 static void fail(const char *what, const char *detail)
@@ -153,11 +158,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     uv_loop_init(&env->loop);
     /* Scrapes change nothing: one world serves every input. */
     fuzz_world_init(&env->world, &env->loop, false, 0);
-    qs_exporter_config cfg = { .reg = env->world.reg, .vm_name = "fuzz" };
-    env->exporter = qs_exporter_new(&env->loop, &cfg, "127.0.0.1:0", false, &err);
-    if (!env->exporter)
-        fail("cannot start the exporter", err->msg);
-    env->port = qs_exporter_port(env->exporter);
+    for (int i = 0; i < 2; i++) {
+        qs_exporter_config cfg = { .reg = env->world.reg, .vm_name = "fuzz",
+                                   .max_reply_bytes = i ? SMALL_REPLY : 0 };
+        env->exporter[i] = qs_exporter_new(&env->loop, &cfg, "127.0.0.1:0", false, &err);
+        if (!env->exporter[i])
+            fail("cannot start the exporter", err->msg);
+        env->port[i] = qs_exporter_port(env->exporter[i]);
+    }
     qs_buf_init(&env->expected[0]);
     qs_buf_init(&env->expected[1]);
     return 0;
@@ -170,9 +178,9 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static int http_connect(void)
+static int http_connect(bool small)
 {
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)env->port),
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)env->port[small]),
                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     /* Closing with a reset leaves no TIME_WAIT behind: a long run would
@@ -188,9 +196,9 @@ static int http_connect(void)
  * the connection, or (quiet_ok) until nothing moves any more: the server
  * holds a connection whose request is incomplete until its idle timeout,
  * even half-closed.  false: neither happened within WAIT_MS. */
-static bool exchange(const char *req, size_t len, bool quiet_ok, qs_buf *resp)
+static bool exchange(bool small, const char *req, size_t len, bool quiet_ok, qs_buf *resp)
 {
-    int fd = http_connect();
+    int fd = http_connect(small);
     size_t sent = 0;
     uint64_t deadline = now_ms() + WAIT_MS;
     bool done = false;
@@ -323,7 +331,7 @@ static void check_built(const request *rq, const qs_buf *raw, const char *req)
     bool head = strcmp(rq->method, "HEAD") == 0;
     char *path = decode_path(rq->path);
     int want = strcmp(path, "/metrics") ? 404
-             : (strcmp(rq->method, "GET") && !head) ? 405 : 200;
+             : (strcmp(rq->method, "GET") && !head) ? 405 : rq->small ? 500 : 200;
     free(path);
     if (r.status != want) {
         char *detail = qs_strdup_printf("request:\n%s\nstatus %d, expected %d", req,
@@ -346,6 +354,10 @@ static void check_built(const request *rq, const qs_buf *raw, const char *req)
         (r.body_len != strlen("Not found: metrics are served at /metrics\n") ||
          memcmp(r.body, "Not found: metrics are served at /metrics\n", r.body_len)))
         fail("a 404 does not say where the metrics are", req);
+    if (want == 500 && !head &&
+        (r.body_len < 9 || memcmp(r.body, "qstats: ", 8) || r.body[r.body_len - 1] != '\n' ||
+         !memmem(r.body, r.body_len, " bytes", 6)))
+        fail("a scrape over the ceiling does not say so", req);
     if (want == 200) {
         qs_metrics_format fmt = qs_metrics_negotiate(rq->accept);
         if (!ctype || strcmp(ctype, qs_metrics_content_type(fmt)))
@@ -429,7 +441,7 @@ static void fuzz_built(uint8_t flags, const char *text, size_t len)
 
     request rq = { .method = method, .path = path.data,
                    .query = flags & 32 ? NULL : query.data,
-                   .accept = accept, .http10 = flags & 16 };
+                   .accept = accept, .http10 = flags & 16, .small = flags & 64 };
     check_parts(&rq);
 
     qs_buf req, resp;
@@ -440,7 +452,7 @@ static void fuzz_built(uint8_t flags, const char *text, size_t len)
     if (rq.accept)
         qs_buf_printf(&req, "Accept: %s\r\n", rq.accept);
     qs_buf_puts(&req, "Connection: close\r\n\r\n");
-    if (!exchange(req.data, req.len, false, &resp))
+    if (!exchange(rq.small, req.data, req.len, false, &resp))
         fail("no complete answer to a well-formed request", req.data);
     check_built(&rq, &resp, req.data);
 
@@ -454,11 +466,11 @@ static void fuzz_built(uint8_t flags, const char *text, size_t len)
 
 /* ---- raw requests ------------------------------------------------------- */
 
-static void fuzz_raw(const char *data, size_t len)
+static void fuzz_raw(bool small, const char *data, size_t len)
 {
     qs_buf resp;
     qs_buf_init(&resp);
-    if (!exchange(data, len, true, &resp)) {
+    if (!exchange(small, data, len, true, &resp)) {
         char *detail = qs_strdup_printf("%zu bytes of request", len);
         fail("the server neither answered nor hung up", detail);
     }
@@ -472,7 +484,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1 || size > MAX_REQUEST)
         return 0;
     if (data[0] & 1)
-        fuzz_raw((const char *)data + 1, size - 1);
+        fuzz_raw(data[0] & 64, (const char *)data + 1, size - 1);
     else
         fuzz_built(data[0], (const char *)data + 1, size - 1);
     return 0;
