@@ -66,11 +66,10 @@ void qs_jw_bool(qs_jw *w, bool v) { before_value(w); qs_buf_puts(w->b, v ? "true
 void qs_jw_null(qs_jw *w) { before_value(w); qs_buf_append(w->b, "null", 4); }
 void qs_jw_raw(qs_jw *w, const char *json, size_t len) { before_value(w); qs_buf_append(w->b, json, len); }
 
-/* Decodes one UTF-8 sequence.  As QEMU's JSON writer does, anything that is
- * not a valid Unicode scalar value (bad or overlong sequences, surrogates,
- * noncharacters, > U+10FFFF) becomes U+FFFD: a reply must never carry a
- * lone surrogate escape that strict JSON parsers refuse. */
-static unsigned utf8_next(const unsigned char **p)
+/* As QEMU's JSON writer does, anything that is not a valid Unicode scalar
+ * value becomes U+FFFD: a reply must never carry a lone surrogate escape
+ * that strict JSON parsers refuse. */
+unsigned qs_utf8_next(const unsigned char **p)
 {
     static const unsigned min_of[4] = { 0, 0x80, 0x800, 0x10000 };
     const unsigned char *s = *p;
@@ -124,7 +123,7 @@ void qs_json_put_string(qs_buf *b, const char *str)
         qs_buf_append(b, run, (size_t)(p - run));
         if (!*p)
             break;
-        unsigned c = utf8_next(&p);
+        unsigned c = qs_utf8_next(&p);
         switch (c) {
         case '"': qs_buf_append(b, "\\\"", 2); break;
         case '\\': qs_buf_append(b, "\\\\", 2); break;

@@ -44,6 +44,13 @@ bool qs_strset_get(const qs_strset *set, const char *s, size_t *value);
  * baseline after a large query. */
 #define QS_KEEP_BYTES (1u << 20)
 
+/* Decodes the UTF-8 sequence at *p (not at its NUL) and steps over it;
+ * anything that is not a valid Unicode scalar value (bad or overlong
+ * sequences, surrogates, noncharacters, > U+10FFFF) decodes as U+FFFD.
+ * Text from outside (stat names, paths) goes through it wherever the
+ * output must be valid UTF-8: JSON replies, the metrics exposition. */
+unsigned qs_utf8_next(const unsigned char **p);
+
 /* Re-indents JSON text token by token, one member or element a line,
  * `indent` spaces a level, so that numbers stay as they came (exact u64):
  * QEMU's pretty printer (HMP qom-get) is indent 4 with "{\n}" for an empty

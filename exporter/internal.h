@@ -27,8 +27,15 @@ void qs_metrics_family_name(qs_buf *out, const char *provider, qs_target t,
  * om_label: OpenMetrics canonical label form (integral values get ".0"). */
 void qs_metrics_put_double(qs_buf *out, double v, bool om_label);
 
-/* Label value escaping (backslash, double quote, newline). */
+/* Label value escaping (backslash, double quote, newline); invalid UTF-8
+ * becomes U+FFFD. */
 void qs_metrics_put_label_value(qs_buf *out, const char *s);
+
+/* Copies the character at *s (a byte >= 0x80 first) and steps over it:
+ * itself when it is valid UTF-8, else U+FFFD.  Prometheus refuses a whole
+ * scrape over one HELP text or label value that is not UTF-8, and stat
+ * names come from stats files. */
+void qs_metrics_put_non_ascii(qs_buf *out, const char **s);
 
 /* ---- what a request asks for (request.c) ------------------------------- */
 

@@ -123,14 +123,31 @@ void qs_metrics_put_double(qs_buf *out, double v, bool om_label)
         qs_buf_puts(out, ".0");
 }
 
+void qs_metrics_put_non_ascii(qs_buf *out, const char **s)
+{
+    static const char replacement[] = "\xEF\xBF\xBD";
+    const unsigned char *p = (const unsigned char *)*s;
+    unsigned cp = qs_utf8_next(&p);
+    size_t n = (size_t)((const char *)p - *s);
+    if (cp == 0xFFFD && !(n == 3 && memcmp(*s, replacement, 3) == 0))
+        qs_buf_append(out, replacement, 3);
+    else
+        qs_buf_append(out, *s, n);
+    *s = (const char *)p;
+}
+
 void qs_metrics_put_label_value(qs_buf *out, const char *s)
 {
-    for (; *s; s++) {
+    while (*s) {
         switch (*s) {
-        case '\\': qs_buf_puts(out, "\\\\"); break;
-        case '"':  qs_buf_puts(out, "\\\""); break;
-        case '\n': qs_buf_puts(out, "\\n"); break;
-        default:   qs_buf_putc(out, *s);
+        case '\\': qs_buf_puts(out, "\\\\"); s++; break;
+        case '"':  qs_buf_puts(out, "\\\""); s++; break;
+        case '\n': qs_buf_puts(out, "\\n"); s++; break;
+        default:
+            if ((unsigned char)*s >= 0x80)
+                qs_metrics_put_non_ascii(out, &s);
+            else
+                qs_buf_putc(out, *s++);
         }
     }
 }

@@ -88,7 +88,11 @@ static bool claim_family(render_ctx *c, fam_kind kind)
 
 static void put_help_text(render_ctx *c, const char *s)
 {
-    for (; *s; s++) {
+    while (*s) {
+        if ((unsigned char)*s >= 0x80) {
+            qs_metrics_put_non_ascii(c->out, &s);    /* a stat's name may be anything */
+            continue;
+        }
         if (*s == '\\')
             qs_buf_puts(c->out, "\\\\");
         else if (*s == '\n')
@@ -97,6 +101,7 @@ static void put_help_text(render_ctx *c, const char *s)
             qs_buf_puts(c->out, "\\\"");
         else
             qs_buf_putc(c->out, *s);
+        s++;
     }
 }
 
@@ -322,6 +327,13 @@ static long find_sum_stat(render_ctx *c, const qs_schema_value *hist)
     return qs_strset_get(&c->sums, c->scratch.data, &i) ? (long)i : -1;
 }
 
+/* The buckets of a crafted stats file may sum past 2^64: saturating keeps
+ * the counts cumulative, as both formats require. */
+static uint64_t add_saturating(uint64_t a, uint64_t b)
+{
+    return a + b < a ? UINT64_MAX : a + b;
+}
+
 static void render_hist_sample(render_ctx *c, const sel_result *s,
                                const qs_schema_value *sv, const uint64_t *v,
                                const qs_schema_value *sum_sv,
@@ -329,11 +341,11 @@ static void render_hist_sample(render_ctx *c, const sel_result *s,
 {
     uint64_t cum = 0;
     for (size_t i = 0; i + 1 < sv->size; i++) {
-        cum += v[i];
+        cum = add_saturating(cum, v[i]);
         if (c->le_off[i] != NO_BUCKET)
             put_bucket(c, s, c->le.data + c->le_off[i], cum);
     }
-    cum += v[sv->size - 1];
+    cum = add_saturating(cum, v[sv->size - 1]);
     put_bucket(c, s, "+Inf", cum);
     if (sum) {
         put_sample_start(c, s, "_sum");

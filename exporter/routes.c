@@ -97,6 +97,16 @@ static enum MHD_Result send_text(qs_exporter *e, struct MHD_Connection *conn,
                                                .body = text, .len = strlen(text) });
 }
 
+/* A one-line text answer: msg and a line end. */
+static enum MHD_Result send_line(qs_exporter *e, struct MHD_Connection *conn,
+                                 unsigned status, const char *msg)
+{
+    char *text = qs_strdup_printf("%s\n", msg);
+    enum MHD_Result r = send_text(e, conn, status, text);
+    free(text);
+    return r;
+}
+
 static enum MHD_Result send_json_error(qs_exporter *e, struct MHD_Connection *conn,
                                        unsigned status, const char *msg)
 {
@@ -214,7 +224,7 @@ static enum MHD_Result route(qs_exporter *e, struct MHD_Connection *conn, const 
     enum MHD_Result r;
     if (!view_of(e, raw_uri, &rv, &err))
         r = api ? send_json_error(e, conn, MHD_HTTP_BAD_REQUEST, err->msg)
-                : send_text(e, conn, MHD_HTTP_BAD_REQUEST, err->msg);
+                : send_line(e, conn, MHD_HTTP_BAD_REQUEST, err->msg);
     else if (!api)
         r = serve_metrics(e, conn, &rv);
     else
