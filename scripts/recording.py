@@ -11,11 +11,14 @@ Tests, benchmarks and scripts/run.sh use it to
   advance  a recording in place the way an idle guest's counters move
            (exits, halts, halt wait time and its histogram, interrupts grow;
            the guest_mode/blocking booleans flip), so that "values move
-           between two queries" holds on real descriptors.
+           between two queries" holds on real descriptors, once or, with
+  replay,  as time passes.
 
 Command line:
   recording.py make SRC DST N       copy SRC's recording into DST with N vCPUs
   recording.py advance DIR [SECONDS] advance every vCPU by SECONDS (default 1)
+  recording.py replay DIR [SECONDS] advance every SECONDS (default 1), as time
+                                    passes, until killed: a recorded VM that moves
   recording.py show FILE            print the decoded file as JSON
 """
 import json
@@ -24,6 +27,7 @@ import os
 import shutil
 import struct
 import sys
+import time
 
 HEADER = struct.Struct("=6I")          # flags name_size num_desc id_off desc_off data_off
 DESC = struct.Struct("=IhHII")         # flags exponent size offset bucket_size
@@ -204,11 +208,25 @@ class Recording:
             self.store(i, f)
 
 
+def replay(path, interval=1.0):
+    """Advances the recording by the time that really passed, every
+    interval seconds, until killed (scripts/run.sh's recorded VM)."""
+    rec = Recording(path)
+    last = time.monotonic()
+    while True:
+        time.sleep(interval)
+        now = time.monotonic()
+        rec.advance(now - last)
+        last = now
+
+
 def main(argv):
     if len(argv) == 4 and argv[0] == "make":
         make(argv[1], argv[2], int(argv[3]))
     elif len(argv) in (2, 3) and argv[0] == "advance":
         Recording(argv[1]).advance(float(argv[2]) if len(argv) == 3 else 1.0)
+    elif len(argv) in (2, 3) and argv[0] == "replay":
+        replay(argv[1], float(argv[2]) if len(argv) == 3 else 1.0)
     elif len(argv) == 2 and argv[0] == "show":
         print(json.dumps(StatsFile.load(argv[1]).decoded(), indent=1))
     else:

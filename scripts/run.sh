@@ -23,7 +23,7 @@ qmp="$dir/qmp.sock"
 balloon="$dir/balloon.sock"
 metrics=${QSTATS_METRICS:-127.0.0.1:9464}
 # --vcpus N among the extra arguments sizes either kind of VM.
-vcpus=4 args=()
+vcpus=4 args=() replay_pid=""
 while (($#)); do
     case $1 in
         --vcpus) vcpus=${2:?--vcpus needs a number}; shift 2;;
@@ -41,9 +41,11 @@ else
     echo "VM:             RECORDED - this machine has no usable /dev/kvm.  The KVM numbers are"
     echo "                real binary-stats files recorded on a Linux 6.18 KVM host"
     echo "                (tests/fixtures/recorded-linux-6.18, copied to $vcpus vCPUs in $dir/recording);"
-    echo "                they do not move unless the files are rewritten"
-    echo "                (python3 scripts/recording.py advance $dir/recording)."
+    echo "                this script moves them every second as an idle guest's would"
+    echo "                (python3 scripts/recording.py replay $dir/recording)."
     echo "                On a KVM host this script runs the live micro-VM instead."
+    python3 scripts/recording.py replay "$dir/recording" 1 &
+    replay_pid=$!
 fi
 echo "QMP socket:     $qmp      (try: $build/qstats -s $qmp info stats vcpu)"
 echo "web page:       http://$metrics/      (live charts; JSON at /api/v1/stats, /api/v1/schemas)"
@@ -62,7 +64,9 @@ fi
      sleep 0.1
  done
  "$build"/qstats -s "$qmp" qmp '{"execute":"qom-set","arguments":{"path":"/machine/peripheral-anon/device[0]","property":"guest-stats-polling-interval","value":2}}' >/dev/null 2>&1) &
-cleanup() { [ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null || true; }
+cleanup() {
+    for pid in $agent_pid $replay_pid; do kill "$pid" 2>/dev/null || true; done
+}
 trap cleanup EXIT
 
 "$build"/qstatsd "${vm[@]}" --name qstats-demo --qmp "unix:$qmp" --hmp stdio \
