@@ -29,9 +29,15 @@ void qs_metrics_api_error(qs_buf *out, const char *msg)
     qs_buf_putc(out, '\n');
 }
 
-/* One schema, its stats cut down to the selected names. */
+/* One schema, its stats cut down to the selected names; none when a name
+ * selection leaves it empty (as /metrics shows no family for it). */
 static void put_schema(qs_jw *w, const qs_schema *sc, const qs_metrics_view *view)
 {
+    size_t shown = 0;
+    for (size_t j = 0; j < sc->n; j++)
+        shown += qs_strlist_match(view->names, sc->stats[j].name);
+    if (view->names && !shown)
+        return;
     qs_jw_begin_object(w);
     qs_jw_key(w, "provider");
     qs_jw_str(w, sc->provider);
