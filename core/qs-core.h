@@ -324,7 +324,8 @@ QS_EXPORT bool qs_registry_provider_known(const qs_registry *reg, const char *na
 #define QS_REPLY_MAX_DEFAULT (16u << 20)
 
 /* QEMU's qmp_query_stats: on error `out` is left empty.  Results past
- * out->limit fail the query with a GenericError naming the limit. */
+ * out->limit fail the query with a GenericError naming the limit (and
+ * out->overflow set). */
 QS_EXPORT bool qs_registry_query_stats(qs_registry *reg, const qs_filter *f,
                                        qs_results *out, qs_error **errp);
 /* QEMU's qmp_query_stats_schemas; provider NULL means all. */

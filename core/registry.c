@@ -247,8 +247,11 @@ bool qs_registry_query_stats(qs_registry *reg, const qs_filter *f,
 
     qs_results_reset(out);
     bool ok = run_providers(reg, &pf, out, errp);
-    if (!ok)
+    if (!ok) {
+        bool over = out->overflow;
         qs_results_reset(out);   /* no partial results: one failure fails all */
+        out->overflow = over;    /* but the caller may tell the limit's failure */
+    }
 
     release(&f->vcpus, &pf.vcpus);
     for (size_t i = 0; i < n; i++)

@@ -66,8 +66,18 @@ static bool gather_target(qs_registry *reg, const qs_metrics_view *view, qs_targ
     qs_stats_request *reqs = qs_calloc(nknown, sizeof(*reqs));
     qs_filter f;
     build_filter(reg, view, target, &f, reqs);
-    bool ok = qs_registry_query_stats(reg, &f, out, errp);
+    qs_error *err = NULL;
+    bool ok = qs_registry_query_stats(reg, &f, out, &err);
     free(reqs);
+    if (!ok && out->overflow)         /* said in the words of an HTTP request */
+        qs_error_setg(errp, "the statistics would take more than %zu bytes (qstats' reply "
+                      "limit); select fewer with provider=, target= or name=",
+                      out->limit * 2);
+    else if (!ok && errp && !*errp) {
+        *errp = err;
+        err = NULL;
+    }
+    qs_error_free(err);
     return ok;
 }
 
