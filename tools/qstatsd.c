@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -321,6 +322,10 @@ int main(int argc, char **argv)
 
     parse_options(argc, argv, &o);
     raise_fd_limit();
+    /* libuv writes to HMP clients and balloon agents with write(2): a peer
+     * that leaves before its output is sent must cost its connection (EPIPE),
+     * not the daemon (SIGPIPE's default action).  QEMU ignores it too. */
+    signal(SIGPIPE, SIG_IGN);
     d.loop = uv_default_loop();
     /* Signals first: a SIGTERM that arrives while the VM starts must still
      * shut down cleanly (and unlink the sockets created meanwhile). */
