@@ -310,6 +310,22 @@ def test_extensions_show_every_vcpu_and_bucket_bounds():
     c.close()
 
 
+def test_a_client_that_leaves_before_its_output_does_not_stop_the_daemon():
+    # The console then writes to a socket whose peer is gone: that write
+    # fails (EPIPE) and must cost the client its session, not the daemon its
+    # life (SIGPIPE killed qstatsd here; found by bench/soak.py).
+    for _ in range(10):                # fewer than the 16 consoles allowed at once
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(HMP)
+        s.sendall(b"info stats -a vcpu\n" * 50)
+        s.close()
+    c = Console(HMP)
+    for _ in range(3):
+        assert exits_of(c.run("info stats vcpu exits")) >= 0
+    c.close()
+    assert D.proc.poll() is None, f"qstatsd exited with {D.proc.returncode}"
+
+
 def test_info_balloon_with_a_balloon():
     # No VM needed: without one the balloon reports the default 256 MiB.
     tmp = tempfile.mkdtemp(prefix="qstats-hmp-")
