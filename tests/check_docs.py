@@ -4,7 +4,9 @@
     with that anchor (<a id="anchor">), and no source cites a document
     outside the repository;
   - every symbol libqstats.so exports (debian/libqstats0.symbols) has its
-    contract in docs/embedding.md.
+    contract in docs/embedding.md;
+  - every test SECURITY.md names as the pin of a defence exists
+    (`test_file.test_name`, or a prefix of it ending in "…").
 
 Usage: check_docs.py SOURCE_DIR"""
 import os
@@ -21,6 +23,27 @@ def sources(top):
             if f.endswith((".c", ".h", ".py", ".sh", ".md", ".txt", ".cmake", ".json")) \
                     or f == "CMakeLists.txt":
                 yield os.path.join(d, f)
+
+
+def security_citations(top):
+    """SECURITY.md's `test_x.test_y` pins: each names a test that exists."""
+    with open(os.path.join(top, "SECURITY.md")) as fh:
+        cited = re.findall(r"`(test_\w+)\.(test_\w+)(…?)`", fh.read())
+    problems = []
+    for module, name, cut in cited:
+        path = os.path.join(top, "tests", "integration", module + ".py")
+        try:
+            with open(path) as fh:
+                text = fh.read()
+        except OSError:
+            problems.append(f"SECURITY.md: no test file {module}.py")
+            continue
+        pattern = "^def " + name + ("" if cut else r"\(")
+        if not re.search(pattern, text, re.M):
+            problems.append(f"SECURITY.md: {module}.{name}{cut} is not a test")
+    if len(cited) < 20:
+        problems.append(f"SECURITY.md: only {len(cited)} tests cited (the parser missed them?)")
+    return problems
 
 
 def main(top):
@@ -50,6 +73,7 @@ def main(top):
     for s in symbols:
         if f"`{s}(" not in guide:
             problems.append(f"docs/embedding.md: no contract for {s}")
+    problems += security_citations(top)
     for p in problems:
         print(p)
     print(f"{len(anchors)} documents, {len(symbols)} exported symbols: {len(problems)} problems")
