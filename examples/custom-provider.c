@@ -182,6 +182,7 @@ int main(int argc, char **argv)
                 "HOST:PORT\n");
         return 2;
     }
+    signal(SIGPIPE, SIG_IGN);   /* a client may leave before its reply is written */
     uv_loop_init(&v.loop);
     uv_timer_init(&v.loop, &v.timer);
     uv_signal_init(&v.loop, &v.sigint);

@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <qstats.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -99,6 +100,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: embed STATS_DIR QMP_SOCKET [HMP_SOCKET [METRICS_HOST:PORT]]\n");
         return 2;
     }
+    signal(SIGPIPE, SIG_IGN);   /* a client may leave before its reply is written */
     uv_loop_init(&v.loop);
     uv_signal_init(&v.loop, &v.sigint);
     uv_signal_init(&v.loop, &v.sigterm);

@@ -24,6 +24,7 @@
 #include "qs-hmp.h"
 #include "qs-kvm.h"
 #include "qs-microvm.h"
+#include "qs-net.h"
 #include "qs-qmp.h"
 #include "qs-sched.h"
 
@@ -68,6 +69,7 @@ typedef struct qsd {
     const char *created[2 * MAX_LISTENERS + 1];   /* unix sockets made so far */
     int ncreated;
     bool stopping;
+    qs_ratelimit source_log;   /* a VMM handing over many bad fds cannot flood it */
 } qsd;
 
 static void usage(FILE *f)
@@ -268,17 +270,28 @@ static void start_recorded(qsd *d, const char *dir)
             "when the files are rewritten)\n", dir, n);
 }
 
+static void print_log_line(void *opaque, const char *msg)
+{
+    fprintf(stderr, "qstatsd: %s\n", msg);
+}
+
 /* A source that starts or stops failing is worth one line to the operator
- * (the registry reports changes of state only). */
+ * (the registry reports changes of state only), within the peer log budget:
+ * the sources may be a VMM's fds. */
 static void log_source_event(void *opaque, const qs_event *ev)
 {
+    qsd *d = opaque;
     if (ev->kind == QS_EVENT_SCHEMA_CHANGED)
         return;
-    fprintf(stderr, "qstatsd: %s stats of %s%s%s %s%s%s\n", ev->provider,
-            qs_target_name(ev->target), ev->qom_path ? " " : "",
-            ev->qom_path ? ev->qom_path : "",
-            ev->kind == QS_EVENT_SOURCE_FAILED ? "fail to read (skipped): " : "read again",
-            ev->error ? ev->error : "", "");
+    char *msg = qs_strdup_printf("%s stats of %s%s%s %s%s", ev->provider,
+                                 qs_target_name(ev->target), ev->qom_path ? " " : "",
+                                 ev->qom_path ? ev->qom_path : "",
+                                 ev->kind == QS_EVENT_SOURCE_FAILED ? "fail to read (skipped): "
+                                                                    : "read again",
+                                 ev->kind == QS_EVENT_SOURCE_FAILED && ev->error ? ev->error
+                                                                                 : "");
+    qs_ratelimit_log(&d->source_log, uv_now(d->loop), msg, print_log_line, NULL);
+    free(msg);
 }
 
 static void on_stop(uv_idle_t *h)
@@ -393,7 +406,7 @@ int main(int argc, char **argv)
     uv_signal_start(&d.sigterm, on_signal, SIGTERM);
 
     d.reg = qs_registry_new();
-    qs_registry_watch(d.reg, log_source_event, NULL);
+    qs_registry_watch(d.reg, log_source_event, &d);
     d.kvm = qs_kvm_provider_new(d.reg);
     d.sched = qs_sched_provider_new(d.reg);
     if (o.recorded)
