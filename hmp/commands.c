@@ -287,7 +287,10 @@ void qs_hmp_execute(qs_hmp_monitor *m, const char *line, qs_buf *out)
     qs_buf_init(&tmp);
     tmp.limit = m->h->cfg.max_reply_bytes;
     run_line(m, line, &tmp);
-    if (tmp.overflow) {
+    size_t lines = 0;                  /* each becomes one more byte below */
+    for (size_t i = 0; i < tmp.len; i++)
+        lines += tmp.data[i] == '\n';
+    if (tmp.overflow || (tmp.limit && tmp.len + lines > tmp.limit)) {
         qs_buf_free(&tmp);
         qs_buf_printf(&tmp, "the output would exceed %zu bytes (qstats' reply limit); "
                       "ask for less\n", m->h->cfg.max_reply_bytes);

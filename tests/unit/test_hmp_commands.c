@@ -54,6 +54,8 @@ typedef struct fake {
 static void add_scalar(qs_results *out, const qs_schema_value *sv, uint64_t v)
 {
     size_t off = qs_results_reserve(out, sv->size);
+    if (off == QS_RESULTS_FULL)
+        return;
     for (uint32_t k = 0; k < sv->size; k++)
         qs_results_values(out, off)[k] = v + k;
     qs_results_add(out, sv, off);
@@ -225,6 +227,26 @@ static void test_info_stats_vm_all_providers_in_order(void **state)
                         "    mmu_cache_miss (cumulative): 30\r\n"
                         "provider: balloon\r\n"
                         "    free-memory (instant, B): 4096\r\n");
+}
+
+/* The reply limit holds for what leaves, "\r\n" included: an output that
+ * fits only before each "\n" becomes "\r\n" is refused, one that fits
+ * after is not. */
+static void test_output_limit_counts_the_line_ends_sent(void **state)
+{
+    fake *f = *state;
+    size_t sent = strlen(run(f, "help"));   /* many lines, no statistics */
+    for (size_t limit = sent - 1; limit <= sent; limit++) {
+        qs_hmp *h = qs_hmp_new(&(qs_hmp_config){ .reg = f->reg, .max_reply_bytes = limit });
+        qs_hmp_monitor *m = qs_hmp_monitor_new(h);
+        const char *out = run_on(f, m, "help");
+        if (limit < sent)
+            assert_non_null(strstr(out, "qstats' reply limit"));
+        else
+            assert_int_equal(strlen(out), sent);
+        qs_hmp_monitor_free(m);
+        qs_hmp_free(h);
+    }
 }
 
 static void test_info_stats_filters_by_names_and_provider(void **state)
@@ -492,6 +514,7 @@ int main(void)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_info_stats_vm_all_providers_in_order),
+        T(test_output_limit_counts_the_line_ends_sent),
         T(test_info_stats_filters_by_names_and_provider),
         T(test_info_stats_vcpu_shows_the_current_cpu),
         T(test_cpu_errors),
