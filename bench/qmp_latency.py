@@ -546,6 +546,15 @@ def machine_use(t0):
     return {"busy_pct": busy, "others_pct": max(0.0, busy - own)}
 
 
+def cpu_model():
+    """The host CPU's model name ("" where /proc/cpuinfo does not say)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
+    except OSError:
+        return ""
+
+
 def host_info(args):
     def run(argv):
         try:
@@ -553,12 +562,7 @@ def host_info(args):
                                   timeout=10).stdout.strip()
         except Exception:
             return ""
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
-    except OSError:
-        pass
+    cpu = cpu_model()
     load = {}
     if os.environ.get("QS_BENCH_LOAD_START"):      # set by scripts/bench.sh
         load["when bench.sh started"] = os.environ["QS_BENCH_LOAD_START"]

@@ -52,6 +52,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECORDED_SRC = os.path.join(REPO, "tests", "fixtures", "recorded-linux-6.18")
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import recording  # noqa: E402  (scripts/recording.py: recorded VMs)
+from qmp_latency import Qmp, cpu_model  # noqa: E402  (the benchmarks' QMP client)
 
 # What a Prometheus 2.x server sends with every scrape.
 PROM_ACCEPT = ("application/openmetrics-text;version=1.0.0,"
@@ -112,54 +113,16 @@ def proc_cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-class Qmp:
-    def __init__(self, path, timeout=60):
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self.sock.connect(path)
-                break
-            except OSError:
-                self.sock.close()
-                if time.monotonic() > deadline:
-                    raise RuntimeError("no QMP socket at " + path)
-                time.sleep(0.05)
-        self.sock.settimeout(timeout)
-        self.buf = b""
-        self.line()
-        self.sock.sendall(b'{"execute": "qmp_capabilities"}\n')
-        self.line()
-
-    def line(self):
-        while b"\n" not in self.buf:
-            data = self.sock.recv(65536)
-            if not data:
-                raise RuntimeError("QMP connection closed")
-            self.buf += data
-        line, self.buf = self.buf.split(b"\n", 1)
-        return line
-
-    def request_ns(self, payload):
-        t0 = time.perf_counter_ns()
-        self.sock.sendall(payload)
-        while True:
-            line = self.line()
-            if not line.startswith(b'{"timestamp"'):     # not an event
-                break
-        ns = time.perf_counter_ns() - t0
-        if not line.startswith(b'{"return"'):
-            raise RuntimeError("query-version answered %r" % line[:200])
-        return ns
-
-
 def prober(path, ready, stop, out):
     """Child process: query-version round trips until stop is set."""
     q = Qmp(path)
     samples = []
     ready.set()
     while not stop.is_set():
-        samples.append(q.request_ns(VERSION_REQ))
+        ns, line = q.request(VERSION_REQ)
+        if not line.startswith(b'{"return"'):
+            raise RuntimeError("query-version answered %r" % line[:200])
+        samples.append(ns)
     out.send(samples)
     out.close()
 
@@ -216,7 +179,7 @@ def measure(args, tmp, nvcpus):
                              "--qmp", "unix:" + sock, "--metrics", "127.0.0.1:%d" % port],
                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     try:
-        Qmp(sock).sock.close()                    # up and serving QMP
+        Qmp(sock).close()                         # up and serving QMP
         prom = (("Accept", PROM_ACCEPT), ("Accept-Encoding", "gzip"))
         deadline = time.monotonic() + 30
         while True:
@@ -352,12 +315,7 @@ def markdown(results):
 
 
 def host():
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
-    except OSError:
-        pass
+    cpu = cpu_model()
     with open("/proc/loadavg") as f:
         load = " ".join(f.read().split()[:3])
     return {"cpu": cpu, "cpus": os.cpu_count(), "kernel": os.uname().release,

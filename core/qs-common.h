@@ -64,6 +64,8 @@ void qs_json_reindent(qs_buf *out, const char *json, size_t len, int indent,
  * VM, base only with an exponent, bucket-size only for linear histograms). */
 void qs_json_put_results(qs_jw *w, const qs_results *r);
 void qs_json_put_schemas(qs_jw *w, const qs_schemas *s);
+/* One StatsSchema, its stats limited to names (NULL: all). */
+void qs_json_put_schema(qs_jw *w, const qs_schema *sc, const qs_strlist *names);
 void qs_json_put_schema_value(qs_jw *w, const qs_schema_value *sv);
 
 #endif

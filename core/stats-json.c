@@ -91,22 +91,26 @@ void qs_json_put_schema_value(qs_jw *w, const qs_schema_value *sv)
     qs_jw_end_object(w);
 }
 
+void qs_json_put_schema(qs_jw *w, const qs_schema *sc, const qs_strlist *names)
+{
+    qs_jw_begin_object(w);
+    qs_jw_key(w, "provider");
+    qs_jw_str(w, sc->provider);
+    qs_jw_key(w, "target");
+    qs_jw_str(w, qs_target_name(sc->target));
+    qs_jw_key(w, "stats");
+    qs_jw_begin_array(w);
+    for (size_t j = 0; j < sc->n; j++)
+        if (qs_strlist_match(names, sc->stats[j].name))
+            qs_json_put_schema_value(w, &sc->stats[j]);
+    qs_jw_end_array(w);
+    qs_jw_end_object(w);
+}
+
 void qs_json_put_schemas(qs_jw *w, const qs_schemas *s)
 {
     qs_jw_begin_array(w);
-    for (size_t i = 0; i < s->n; i++) {
-        const qs_schema *sc = &s->v[i];
-        qs_jw_begin_object(w);
-        qs_jw_key(w, "provider");
-        qs_jw_str(w, sc->provider);
-        qs_jw_key(w, "target");
-        qs_jw_str(w, qs_target_name(sc->target));
-        qs_jw_key(w, "stats");
-        qs_jw_begin_array(w);
-        for (size_t j = 0; j < sc->n; j++)
-            qs_json_put_schema_value(w, &sc->stats[j]);
-        qs_jw_end_array(w);
-        qs_jw_end_object(w);
-    }
+    for (size_t i = 0; i < s->n; i++)
+        qs_json_put_schema(w, &s->v[i], NULL);
     qs_jw_end_array(w);
 }

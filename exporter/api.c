@@ -36,20 +36,8 @@ static void put_schema(qs_jw *w, const qs_schema *sc, const qs_metrics_view *vie
     size_t shown = 0;
     for (size_t j = 0; j < sc->n; j++)
         shown += qs_strlist_match(view->names, sc->stats[j].name);
-    if (view->names && !shown)
-        return;
-    qs_jw_begin_object(w);
-    qs_jw_key(w, "provider");
-    qs_jw_str(w, sc->provider);
-    qs_jw_key(w, "target");
-    qs_jw_str(w, qs_target_name(sc->target));
-    qs_jw_key(w, "stats");
-    qs_jw_begin_array(w);
-    for (size_t j = 0; j < sc->n; j++)
-        if (qs_strlist_match(view->names, sc->stats[j].name))
-            qs_json_put_schema_value(w, &sc->stats[j]);
-    qs_jw_end_array(w);
-    qs_jw_end_object(w);
+    if (!view->names || shown)
+        qs_json_put_schema(w, sc, view->names);
 }
 
 void qs_metrics_api_schemas(qs_buf *out, qs_registry *reg, const char *vm_name,
