@@ -52,7 +52,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECORDED_SRC = os.path.join(REPO, "tests", "fixtures", "recorded-linux-6.18")
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import recording  # noqa: E402  (scripts/recording.py: recorded VMs)
-from qmp_latency import Qmp, cpu_model  # noqa: E402  (the benchmarks' QMP client)
+from qmp_latency import Qmp, cpu_model, loadavg  # noqa: E402  (the benchmarks' QMP client)
 
 # What a Prometheus 2.x server sends with every scrape.
 PROM_ACCEPT = ("application/openmetrics-text;version=1.0.0,"
@@ -315,11 +315,8 @@ def markdown(results):
 
 
 def host():
-    cpu = cpu_model()
-    with open("/proc/loadavg") as f:
-        load = " ".join(f.read().split()[:3])
-    return {"cpu": cpu, "cpus": os.cpu_count(), "kernel": os.uname().release,
-            "load_start": load, "date": time.strftime("%Y-%m-%d %H:%M:%S %z")}
+    return {"cpu": cpu_model(), "cpus": os.cpu_count(), "kernel": os.uname().release,
+            "load_start": loadavg(), "date": time.strftime("%Y-%m-%d %H:%M:%S %z")}
 
 
 def main():
@@ -352,8 +349,7 @@ def main():
                 with open(os.path.join(tmp, "qstatsd-%d.log" % n), errors="replace") as f:
                     print(f.read()[-2000:], file=sys.stderr)
                 raise RuntimeError("%d vCPUs: %s" % (n, e)) from e
-    with open("/proc/loadavg") as f:
-        results["host"]["load_end"] = " ".join(f.read().split()[:3])
+    results["host"]["load_end"] = loadavg()
     text = markdown(results)
     print(text)
     if args.json:
