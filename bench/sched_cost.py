@@ -2,31 +2,36 @@
 """sched_cost.py - what the sched provider adds to a query-stats target vcpu
 (issue #12: reading sched for 1,024 threads must not double its cost).
 
-Two qstatsd --recorded on the same recording of N vCPUs (default 1024, made
-by scripts/recording.py make), side by side:
+qstatsd --recorded on the same recording of N vCPUs (default 1024, made by
+scripts/recording.py make), side by side:
 
-  kvm        the recorded VM alone;
-  kvm+sched  the same, plus one thread pidfd per vCPU handed over with
-             getfd + add-stats-fd {provider: "sched"}.
+  kvm          the recorded VM alone;
+  kvm+sched    the same, plus one thread pidfd per vCPU handed over with
+               getfd + add-stats-fd {provider: "sched"}, read from
+               taskstats (as root: the kernel answers CAP_NET_ADMIN);
+  kvm+sched/proc  the same, started without CAP_NET_ADMIN (setpriv
+               --bounding-set -net_admin): the switch counts from
+               /proc/TID/status, as an unprivileged daemon reads them.
 
 The threads are real ones, run by tests/integration/sched_threads.c (built
 here with cc), in two cases:
 
-  idle    every thread sleeps and never runs: the provider preads schedstat
-          only (providers/sched/thread.c re-reads status and stat only for
-          threads that ran since the last query);
+  idle    every thread sleeps and never runs: the provider reads
+          taskstats (or schedstat) only (providers/sched/thread.c reads
+          stat, and from /proc status, only for threads that ran since the
+          last query);
   waking  every thread wakes every --wake-ms (default 10) ms: between two
-          queries each one ran, so each query also re-reads status and stat
+          queries each one ran, so each query also reads stat (and status)
           of every thread: the worst case.
 
 Requests are interleaved one for one (who goes first alternates), the
-client and both daemons share one CPU and the threads run on the others, so
-that the load hits both daemons alike.  Measured per request: each daemon's
+client and the daemons share one CPU and the threads run on the others, so
+that the load hits the daemons alike.  Measured per request: each daemon's
 CPU time (its process CPU clock, all threads) and the round-trip latency
 (median, p99), for query-stats target vcpu (the figure of the issue, kvm
 and sched results together) and target vm (the sched sums read every
-thread too); and kvm+sched's sched part alone (providers [sched]).  The
-ratios kvm+sched / kvm are the figures; nothing is asserted.
+thread too).  The ratios kvm+sched / kvm are the figures; nothing is
+asserted.  Not root: the taskstats daemon is left out.
 
 Usage: bench/sched_cost.py --build build [--vcpus 1024] [--requests 100]
          [--wake-ms 10] [--json FILE] [--markdown FILE]
@@ -48,15 +53,16 @@ sys.path.insert(0, HERE)
 import qmp_latency as ql  # noqa: E402  (Server, interleaved, pinned, recording)
 
 THREADS_SRC = os.path.join(ql.REPO, "tests", "integration", "sched_threads.c")
-TITLE = "## Cost of the sched provider (vCPU threads read from /proc)"
+TITLE = "## Cost of the sched provider (vCPU threads read from taskstats or /proc)"
 PIDFD_THREAD = os.O_EXCL
 VCPU = "/machine/unattached/device[%d]"
 QUERIES = [
     ("vcpu", b'{"execute": "query-stats", "arguments": {"target": "vcpu"}}\n'),
     ("vm", b'{"execute": "query-stats", "arguments": {"target": "vm"}}\n'),
 ]
-SCHED_ONLY = b'{"execute": "query-stats", "arguments": {"target": "vcpu", ' \
-    b'"providers": [{"provider": "sched"}]}}\n'
+# The daemons with sched: name, command prefix, the source it must report.
+SCHED_DAEMONS = [("kvm+sched", (), "taskstats"),
+                 ("kvm+sched/proc", ("setpriv", "--bounding-set", "-net_admin"), "/proc")]
 
 
 def build_threads(tmp):
@@ -126,31 +132,43 @@ def loop(servers, payload, args):
     return r
 
 
-def run_case(args, tmp, rec, binary, case, spec):
+def start(args, tmp, case, name, wrapper=()):
+    sock = os.path.join(tmp, name.replace("/", "-") + ".sock")
+    log = os.path.join(tmp, "%s-%s.log" % (name.replace("/", "-"), case))
+    return ql.Server(name, [*wrapper, os.path.join(args.build, "qstatsd"), "--recorded",
+                            args.rec, "--qmp", "unix:" + sock], sock, log)
+
+
+def with_threads(args, server, tids, source):
+    """Hands the threads over; checks the source the daemon says it reads."""
+    with open(server.log.name) as f:
+        said = f.read()
+    if "switch counts from " + source not in said:
+        raise RuntimeError("%s does not read %s: %s" % (server.name, source, said))
+    hand_over(server, tids)
+    # a fresh link: the old one has the schema events of the hand-over
+    server.qmp.close()
+    server.qmp = ql.Qmp(server.sock_path)
+    _, line = server.qmp.request(QUERIES[0][1])
+    results = len(json.loads(line)["return"])
+    if results != 2 * args.vcpus:
+        raise RuntimeError("%s answered %d results for %d vCPUs"
+                           % (server.name, results, args.vcpus))
+
+
+def run_case(args, tmp, binary, case, spec):
     servers, threads = [], None
     try:
         threads = Threads(binary, spec)
         with ql.pinned(args.cpu):
-            for name in ("kvm", "kvm+sched"):
-                sock = os.path.join(tmp, name + ".sock")
-                servers.append(ql.Server(name, [os.path.join(args.build, "qstatsd"),
-                                                "--recorded", rec, "--qmp", "unix:" + sock],
-                                         sock, os.path.join(tmp, "%s-%s.log" % (name, case))))
-            t0 = time.monotonic()
-            hand_over(servers[1], threads.tids)
-            handover_s = time.monotonic() - t0
-            # a fresh link: the old one has the schema events of the hand-over
-            servers[1].qmp.close()
-            servers[1].qmp = ql.Qmp(servers[1].sock_path)
-            _, line = servers[1].qmp.request(QUERIES[0][1])
-            results = len(json.loads(line)["return"])
-            if results != 2 * args.vcpus:
-                raise RuntimeError("kvm+sched answered %d results for %d vCPUs"
-                                   % (results, args.vcpus))
-            out = {"case": case, "threads": spec, "queries": {}, "handover_s": handover_s}
+            servers.append(start(args, tmp, case, "kvm"))
+            for name, wrapper, source in args.sched_daemons:
+                servers.append(start(args, tmp, case, name, wrapper))
+                with_threads(args, servers[-1], threads.tids, source)
+            out = {"case": case, "threads": spec, "queries": {},
+                   "daemons": [s.name for s in servers]}
             for what, payload in QUERIES:
                 out["queries"][what] = loop(servers, payload, args)
-            out["queries"]["sched only"] = loop(servers[1:], SCHED_ONLY, args)
             return out
     finally:
         ql.stop_all(servers)
@@ -159,24 +177,24 @@ def run_case(args, tmp, rec, binary, case, spec):
 
 
 def table(runs):
-    out = ["| threads | query | kvm median / p99 µs | kvm+sched median / p99 µs "
-           "| latency ratio median | p99 | CPU µs per request kvm / kvm+sched "
-           "| **CPU ratio** | reply bytes kvm / kvm+sched |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    out = ["| threads | query | daemon | kvm median / p99 µs | with sched median / p99 µs "
+           "| latency ratio median | p99 | CPU µs per request kvm / with sched "
+           "| **CPU ratio** | reply bytes kvm / with sched |",
+           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in runs:
         for what in ("vcpu", "vm"):
-            k, s = r["queries"][what]["kvm"], r["queries"][what]["kvm+sched"]
-            out.append("| %s | %s | %s / %s | %s / %s | %s | %s | %s / %s | **%s** | %d / %d |" % (
-                r["case"], what, ql.us(k["median_ms"]), ql.us(k["p99_ms"]),
-                ql.us(s["median_ms"]), ql.us(s["p99_ms"]), ql.x(s["median_ms"], k["median_ms"]),
-                ql.x(s["p99_ms"], k["p99_ms"]), ql.us(k["cpu_ms_per_request"]),
-                ql.us(s["cpu_ms_per_request"]),
-                ql.x(s["cpu_ms_per_request"], k["cpu_ms_per_request"]),
-                k["reply_bytes"], s["reply_bytes"]))
-        o = r["queries"]["sched only"]["kvm+sched"]
-        out.append("| %s | vcpu, sched only | | %s / %s | | | %s (on kvm+sched) | | %d |" % (
-            r["case"], ql.us(o["median_ms"]), ql.us(o["p99_ms"]),
-            ql.us(o["cpu_ms_per_request"]), o["reply_bytes"]))
+            k = r["queries"][what]["kvm"]
+            for name in r["daemons"][1:]:
+                s = r["queries"][what][name]
+                out.append("| %s | %s | %s | %s / %s | %s / %s | %s | %s | %s / %s | **%s** "
+                           "| %d / %d |" % (
+                               r["case"], what, name, ql.us(k["median_ms"]), ql.us(k["p99_ms"]),
+                               ql.us(s["median_ms"]), ql.us(s["p99_ms"]),
+                               ql.x(s["median_ms"], k["median_ms"]),
+                               ql.x(s["p99_ms"], k["p99_ms"]), ql.us(k["cpu_ms_per_request"]),
+                               ql.us(s["cpu_ms_per_request"]),
+                               ql.x(s["cpu_ms_per_request"], k["cpu_ms_per_request"]),
+                               k["reply_bytes"], s["reply_bytes"]))
     return "\n".join(out)
 
 
@@ -184,11 +202,14 @@ def verdict(runs):
     lines = []
     for r in runs:
         k = r["queries"]["vcpu"]["kvm"]["cpu_ms_per_request"]
-        s = r["queries"]["vcpu"]["kvm+sched"]["cpu_ms_per_request"]
-        lines.append("- %s threads: query-stats target vcpu costs %s the CPU time with sched "
-                     "(%s µs more per query, %.2f µs per thread): the goal (under 2x) %s." % (
-                         r["case"], ql.x(s, k), ql.us(s - k), 1000.0 * (s - k) / r["vcpus"],
-                         "holds" if s < 2 * k else "does **not** hold"))
+        for name in r["daemons"][1:]:
+            s = r["queries"]["vcpu"][name]["cpu_ms_per_request"]
+            lines.append("- %s threads, %s: query-stats target vcpu costs %s the CPU time of "
+                         "kvm alone (%s µs more per query, %.2f µs per thread): the goal (under "
+                         "2x) %s." % (
+                             r["case"], name, ql.x(s, k), ql.us(s - k),
+                             1000.0 * (s - k) / r["vcpus"],
+                             "holds" if s < 2 * k else "does **not** hold"))
     return "\n".join(lines)
 
 
@@ -197,16 +218,17 @@ def markdown(res):
     return "\n".join([
         TITLE, "",
         "Written by bench/sched_cost.py on %s (kernel %s): `qstatsd --recorded` on a recording of %d "
-        "vCPUs, alone (kvm) and next to the same with a thread pidfd per vCPU handed over "
-        "(kvm+sched); the threads are real (tests/integration/sched_threads.c): *idle* "
-        "ones never run (the provider preads schedstat only), *waking* ones run every "
-        "%d ms (every query then re-reads status and stat of each thread too, the worst "
-        "case). Requests interleaved one for one, client and both daemons on CPU %s, "
-        "the threads on the other CPUs; CPU per request is each daemon's own. Load "
-        "average %s (the waking threads count in it); %d timed requests per query after "
-        "%d warm-up." % (
-            h["date"], h["kernel"], res["vcpus"], res["wake_ms"], h["cpu"], h["load"], h["requests"],
-            h["warmup"]), "",
+        "vCPUs, alone (kvm) and next to the same with a thread pidfd per vCPU handed over: "
+        "kvm+sched reads them from taskstats (run as root), kvm+sched/proc from /proc "
+        "(started without CAP_NET_ADMIN, as an unprivileged daemon); the threads are real "
+        "(tests/integration/sched_threads.c): *idle* ones never run (one taskstats reply or "
+        "one schedstat read each), *waking* ones run every %d ms (every query then also "
+        "reads stat, and from /proc status, of each thread: the worst case). Requests "
+        "interleaved one for one, client and daemons on CPU %s, the threads on the other "
+        "CPUs; CPU per request is each daemon's own. Load average %s (the waking threads "
+        "count in it); %d timed requests per query after %d warm-up." % (
+            h["date"], h["kernel"], res["vcpus"], res["wake_ms"], h["cpu"], h["load"],
+            h["requests"], h["warmup"]), "",
         table(res["runs"]), "",
         verdict(res["runs"]), ""])
 
@@ -246,12 +268,13 @@ def main():
     tmp = tempfile.mkdtemp(prefix="qstats-sched-cost-")
     try:
         binary = build_threads(tmp)
-        rec = ql.recording.make(ql.RECORDED_SRC, os.path.join(tmp, "rec"), args.vcpus)
+        args.rec = ql.recording.make(ql.RECORDED_SRC, os.path.join(tmp, "rec"), args.vcpus)
+        args.sched_daemons = SCHED_DAEMONS if os.geteuid() == 0 else SCHED_DAEMONS[1:]
         load = ql.loadavg()
         runs = []
         for case in args.cases.split(","):
             print("== sched cost: %s threads (%s)" % (case, specs[case]), flush=True)
-            r = run_case(args, tmp, rec, binary, case, specs[case])
+            r = run_case(args, tmp, binary, case, specs[case])
             r["vcpus"] = args.vcpus
             runs.append(r)
         res = {"vcpus": args.vcpus, "wake_ms": args.wake_ms, "runs": runs,

@@ -414,6 +414,9 @@ int main(int argc, char **argv)
     else if (!o.no_vm)
         start_vm(&d, o.vcpus);
     start_servers(&d, &o);
+    fprintf(stderr, "qstatsd: sched reads vCPU threads' switch counts from %s\n",
+            strcmp(qs_sched_provider_source(d.sched), "taskstats") == 0 ? "taskstats" :
+            "/proc/TID/status (taskstats, cheaper, needs CAP_NET_ADMIN)");
 
     uv_run(d.loop, UV_RUN_DEFAULT);
 

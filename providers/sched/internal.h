@@ -1,5 +1,6 @@
-/* internal.h - (sched-internal) one thread's /proc files (thread.c), shared
- * with the provider (sched.c) and the unit tests. */
+/* internal.h - (sched-internal) one thread's /proc files (thread.c) and the
+ * batched taskstats reader (taskstats.c), shared with the provider
+ * (sched.c) and the unit tests. */
 #ifndef QS_SCHED_INTERNAL_H
 #define QS_SCHED_INTERNAL_H
 
@@ -23,11 +24,28 @@ typedef struct qs_sched_thread {
     bool have;                     /* v holds a full reading */
 } qs_sched_thread;
 
+/* What taskstats says of a thread; not valid when the kernel has no such
+ * TID (the thread exited). */
+typedef struct qs_sched_sample {
+    bool valid;
+    uint64_t run_ns, wait_ns, slices, voluntary, involuntary;
+} qs_sched_sample;
+
 /* Opens the thread a pidfd names (see thread.c); takes pidfd on success. */
 bool qs_sched_thread_open(qs_sched_thread *t, int pidfd, qs_error **errp);
 /* Closes the /proc files (not the pidfd). */
 void qs_sched_thread_close(qs_sched_thread *t);
-/* Refreshes v; false when the thread is gone. */
+/* Refreshes v from /proc; false when the thread is gone. */
 bool qs_sched_thread_read(qs_sched_thread *t);
+/* Refreshes v from a taskstats sample (the CPU still from stat, if the
+ * thread ran); false when the thread is gone. */
+bool qs_sched_thread_take(qs_sched_thread *t, const qs_sched_sample *s);
+
+typedef struct qs_taskstats qs_taskstats;
+/* NULL when the kernel will not answer this process (see taskstats.c). */
+qs_taskstats *qs_taskstats_open(void);
+void qs_taskstats_close(qs_taskstats *ts);
+/* out[i] for tids[i]; false when the exchange failed (nothing usable). */
+bool qs_taskstats_read(qs_taskstats *ts, const long *tids, size_t n, qs_sched_sample *out);
 
 #endif

@@ -1,9 +1,9 @@
 /*
  * qs-sched.h - provider "sched": the host scheduler's view of each vCPU
- * thread, from /proc/PID/task/TID (schedstat, status, stat): time on a CPU,
- * time runnable but waiting for one (the delay a guest feels as steal, the
- * "CPU ready" of other hypervisors), timeslices, context switches and the
- * CPU it last ran on.  Target vcpu: one result per thread under its vCPU's
+ * thread, from /proc/PID/task/TID (schedstat, status, stat) or taskstats
+ * (see qs_sched_provider_source): time on a CPU, time runnable but waiting
+ * for one (the delay a guest feels as steal, the "CPU ready" of other
+ * hypervisors), timeslices, context switches and the CPU it last ran on.  Target vcpu: one result per thread under its vCPU's
  * QOM path; target vm: the cumulative stats summed over the threads.
  *
  * Threads are given as thread pidfds (pidfd_open(tid, PIDFD_THREAD), Linux
@@ -31,6 +31,10 @@ QS_EXPORT bool qs_sched_provider_add_thread(qs_sched_provider *p, const char *qo
                                             int pidfd, qs_error **errp);
 QS_EXPORT bool qs_sched_provider_remove_thread(qs_sched_provider *p, const char *qom_path,
                                                qs_error **errp);
+/* Where the switch counts come from: "taskstats" (one netlink exchange for
+ * up to 64 threads, where the kernel answers: CAP_NET_ADMIN) or "proc"
+ * (/proc/TID/status, ~4x the cost for a thread that ran). */
+QS_EXPORT const char *qs_sched_provider_source(const qs_sched_provider *p);
 /* A pidfd for thread tid of this very process (the micro-VM's own vCPU
  * threads), or -1 with *errp (e.g. a kernel older than 6.9). */
 QS_EXPORT int qs_sched_thread_pidfd(long tid, qs_error **errp);

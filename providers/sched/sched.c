@@ -1,14 +1,17 @@
 /*
- * sched.c - provider "sched": vCPU threads (thread.c reads each one) turned
- * into registry results.  Target vcpu: one result per thread under its
- * vCPU's QOM path, stats in schema order; target vm: the cumulative stats
- * summed over the threads.  A thread that exits is dropped at the next
- * query that notices (its pidfd and files closed), without an error.  The
- * threads come from the micro-VM (qstatsd) or as pidfds over QMP
+ * sched.c - provider "sched": vCPU threads (thread.c reads each one, from
+ * taskstats in batches where taskstats.c can, else from /proc) turned into
+ * registry results.  Target vcpu: one result per thread under its vCPU's
+ * QOM path, stats in schema order; target vm: the cumulative stats summed
+ * over the threads.  A thread that exits is dropped at the next query that
+ * notices (its pidfd and files closed), without an error; an epoll set of
+ * the pidfds says which exited, since a taskstats reply names only a TID.
+ * The threads come from the micro-VM (qstatsd) or as pidfds over QMP
  * (add-stats-fd {provider: "sched"}), the fd handlers below.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #include "qs-common.h"
@@ -34,6 +37,7 @@ static const qs_schema_value schema[QS_SCHED_NSTATS] = {
 typedef struct sched_vcpu {
     char *qom_path;
     qs_sched_thread thread;
+    bool exited;             /* its pidfd said so (taskstats reads only) */
 } sched_vcpu;
 
 struct qs_sched_provider {
@@ -41,10 +45,16 @@ struct qs_sched_provider {
     qs_provider_entry *entry;
     sched_vcpu **vcpus;      /* natural order of path */
     size_t n, cap;
+    qs_taskstats *ts;        /* NULL: read /proc */
+    int epfd;                /* the pidfds, readable once their thread exits */
+    size_t *pick;            /* a query's threads: their index, TID, sample */
+    long *tids;
+    qs_sched_sample *samples;
 };
 
 static void vcpu_free(qs_sched_provider *p, sched_vcpu *v)
 {
+    epoll_ctl(p->epfd, EPOLL_CTL_DEL, v->thread.pidfd, NULL);
     qs_registry_vcpu_set_thread(p->reg, v->qom_path, 0);
     qs_registry_vcpu_unref(p->reg, v->qom_path);
     qs_sched_thread_close(&v->thread);
@@ -63,15 +73,51 @@ static void drop(qs_sched_provider *p, size_t i)
         qs_registry_schema_changed(p->reg, "sched", QS_TARGET_VM);
 }
 
-/* One pass over the threads a query asks for; a thread gone is dropped. */
+/* Marks the threads whose pidfd says they exited.  Asked after a taskstats
+ * read: a thread alive now was alive throughout, so no other task can have
+ * held its TID meanwhile. */
+static void mark_exited(qs_sched_provider *p)
+{
+    struct epoll_event ev[64];
+    int n;
+    while ((n = epoll_wait(p->epfd, ev, 64, 0)) > 0)
+        for (int i = 0; i < n; i++) {
+            sched_vcpu *v = ev[i].data.ptr;
+            v->exited = true;
+            epoll_ctl(p->epfd, EPOLL_CTL_DEL, v->thread.pidfd, NULL);
+        }
+}
+
+/* The threads a query asks for, in p->pick (indices) and p->tids. */
+static size_t pick(qs_sched_provider *p, const qs_strlist *targets)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < p->n; i++)
+        if (qs_strlist_match(targets, p->vcpus[i]->qom_path)) {
+            p->pick[n] = i;
+            p->tids[n++] = p->vcpus[i]->thread.tid;
+        }
+    return n;
+}
+
+/* One pass over the threads a query asks for, from taskstats in batches
+ * where it answers (for good to /proc the first time it fails), else from
+ * /proc; a thread gone is dropped (from the last, so indices hold). */
 static void refresh(qs_sched_provider *p, const qs_strlist *targets)
 {
-    for (size_t i = 0; i < p->n;) {
-        if (!qs_strlist_match(targets, p->vcpus[i]->qom_path) ||
-            qs_sched_thread_read(&p->vcpus[i]->thread))
-            i++;
-        else
-            drop(p, i);
+    size_t n = pick(p, targets);
+    if (p->ts && !qs_taskstats_read(p->ts, p->tids, n, p->samples)) {
+        qs_taskstats_close(p->ts);
+        p->ts = NULL;
+    }
+    if (p->ts)
+        mark_exited(p);
+    while (n--) {
+        sched_vcpu *v = p->vcpus[p->pick[n]];
+        bool live = p->ts ? !v->exited && qs_sched_thread_take(&v->thread, &p->samples[n])
+                          : qs_sched_thread_read(&v->thread);
+        if (!live)
+            drop(p, p->pick[n]);
     }
 }
 
@@ -131,6 +177,15 @@ static ssize_t find(const qs_sched_provider *p, const char *qom_path)
     return -1;
 }
 
+static void grow(qs_sched_provider *p)
+{
+    p->cap = p->cap ? 2 * p->cap : 8;
+    p->vcpus = qs_realloc(p->vcpus, p->cap * sizeof(*p->vcpus));
+    p->pick = qs_realloc(p->pick, p->cap * sizeof(*p->pick));
+    p->tids = qs_realloc(p->tids, p->cap * sizeof(*p->tids));
+    p->samples = qs_realloc(p->samples, p->cap * sizeof(*p->samples));
+}
+
 bool qs_sched_provider_add_thread(qs_sched_provider *p, const char *qom_path, int pidfd,
                                   qs_error **errp)
 {
@@ -151,16 +206,16 @@ bool qs_sched_provider_add_thread(qs_sched_provider *p, const char *qom_path, in
         return false;
     }
     v->qom_path = qs_strdup(qom_path);
-    if (p->n == p->cap) {
-        p->cap = p->cap ? 2 * p->cap : 8;
-        p->vcpus = qs_realloc(p->vcpus, p->cap * sizeof(*p->vcpus));
-    }
+    if (p->n == p->cap)
+        grow(p);
     size_t at = p->n;
     while (at > 0 && strverscmp(p->vcpus[at - 1]->qom_path, qom_path) > 0)
         at--;
     memmove(&p->vcpus[at + 1], &p->vcpus[at], (p->n - at) * sizeof(*p->vcpus));
     p->vcpus[at] = v;
     p->n++;
+    epoll_ctl(p->epfd, EPOLL_CTL_ADD, pidfd,
+              &(struct epoll_event){ .events = EPOLLIN, .data.ptr = v });
     qs_registry_vcpu_ref(p->reg, qom_path);
     qs_registry_vcpu_set_thread(p->reg, qom_path, v->thread.tid);
     if (p->n == 1)
@@ -202,10 +257,17 @@ static bool sched_remove_fd(void *opaque, qs_target target, const char *qom_path
     return qs_sched_provider_remove_thread(opaque, qom_path, errp);
 }
 
+const char *qs_sched_provider_source(const qs_sched_provider *p)
+{
+    return p->ts ? "taskstats" : "proc";
+}
+
 qs_sched_provider *qs_sched_provider_new(qs_registry *reg)
 {
     qs_sched_provider *p = qs_calloc(1, sizeof(*p));
     p->reg = reg;
+    p->epfd = epoll_create1(EPOLL_CLOEXEC);
+    p->ts = p->epfd >= 0 ? qs_taskstats_open() : NULL;   /* unsafe without the pidfds */
     p->entry = qs_registry_add(reg, "sched", sched_stats, sched_schemas, p, NULL);
     qs_provider_set_fd_handlers(p->entry, sched_add_fd, sched_remove_fd);
     return p;
@@ -218,6 +280,11 @@ void qs_sched_provider_free(qs_sched_provider *p)
     qs_registry_remove(p->reg, p->entry);
     for (size_t i = 0; i < p->n; i++)
         vcpu_free(p, p->vcpus[i]);
+    qs_taskstats_close(p->ts);
+    close(p->epfd);
     free(p->vcpus);
+    free(p->pick);
+    free(p->tids);
+    free(p->samples);
     free(p);
 }

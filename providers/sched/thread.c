@@ -17,6 +17,10 @@
  * changes run_ns or the timeslice count; so when both are as last read,
  * the switches and the CPU are too, and the two costly files are not read
  * again.  Idle vCPU threads, most of a large VM, then cost one small read.
+ *
+ * Or, where taskstats answers (taskstats.c, a privileged daemon), a
+ * sample of it replaces schedstat and status (qs_sched_thread_take), and
+ * only stat is read, for a thread that ran.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -138,6 +142,22 @@ static uint64_t stat_cpu(const char *text)
     return p ? strtoull(p + 1, NULL, 10) : 0;
 }
 
+/* A thread is switched out, and may change CPU, only after it ran. */
+static bool ran_since(const qs_sched_thread *t, uint64_t run, uint64_t slices)
+{
+    return !t->have || run != t->v[QS_SCHED_RUN] || slices != t->v[QS_SCHED_SLICES];
+}
+
+static bool read_cpu(qs_sched_thread *t)
+{
+    char buf[4096];
+    if (!read_file(t->stat_fd, buf, sizeof(buf)))
+        return false;
+    t->v[QS_SCHED_CPU] = stat_cpu(buf);
+    t->have = true;
+    return true;
+}
+
 bool qs_sched_thread_read(qs_sched_thread *t)
 {
     char buf[4096];   /* status: 1.4 KiB here, more with wide CPU and node masks */
@@ -145,7 +165,7 @@ bool qs_sched_thread_read(qs_sched_thread *t)
     if (!read_file(t->schedstat_fd, buf, sizeof(buf)) ||
         sscanf(buf, "%" SCNu64 " %" SCNu64 " %" SCNu64, &run, &wait, &slices) != 3)
         return false;
-    bool ran = !t->have || run != t->v[QS_SCHED_RUN] || slices != t->v[QS_SCHED_SLICES];
+    bool ran = ran_since(t, run, slices);
     t->v[QS_SCHED_RUN] = run;
     t->v[QS_SCHED_WAIT] = wait;
     t->v[QS_SCHED_SLICES] = slices;
@@ -155,11 +175,21 @@ bool qs_sched_thread_read(qs_sched_thread *t)
         return false;
     t->v[QS_SCHED_VOLUNTARY] = field_after(buf, "\nvoluntary_ctxt_switches:");
     t->v[QS_SCHED_INVOLUNTARY] = field_after(buf, "\nnonvoluntary_ctxt_switches:");
-    if (!read_file(t->stat_fd, buf, sizeof(buf)))
+    return read_cpu(t);
+}
+
+bool qs_sched_thread_take(qs_sched_thread *t, const qs_sched_sample *s)
+{
+    if (!s->valid)
         return false;
-    t->v[QS_SCHED_CPU] = stat_cpu(buf);
-    t->have = true;
-    return true;
+    bool ran = ran_since(t, s->run_ns, s->slices);
+    /* The same scheduler fields schedstat and status print, unformatted. */
+    t->v[QS_SCHED_RUN] = s->run_ns;
+    t->v[QS_SCHED_WAIT] = s->wait_ns;
+    t->v[QS_SCHED_SLICES] = s->slices;
+    t->v[QS_SCHED_VOLUNTARY] = s->voluntary;
+    t->v[QS_SCHED_INVOLUNTARY] = s->involuntary;
+    return !ran || read_cpu(t);
 }
 
 int qs_sched_thread_pidfd(long tid, qs_error **errp)

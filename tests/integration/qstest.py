@@ -188,16 +188,18 @@ class Daemon:
     """A real qstatsd with a QMP unix socket in a private temp dir."""
 
     def __init__(self, *args, vcpus=None, recorded=None, no_vm=False, extra_qmp=(),
-                 stdin=subprocess.DEVNULL):
+                 stdin=subprocess.DEVNULL, wrapper=()):
         """recorded=N: a recorded VM of N vCPUs in the daemon's temp dir
         (self.recording, moved with advance()); vcpus=N: the micro-VM (call
-        need_kvm() first); no_vm: stats only from handed-over fds."""
+        need_kvm() first); no_vm: stats only from handed-over fds.
+        wrapper: a command that execs qstatsd (e.g. setpriv), so that
+        self.proc is still the daemon."""
         assert [vcpus is not None, recorded is not None, no_vm].count(True) == 1, \
             "choose one of vcpus=, recorded=, no_vm="
         self.dir = tempfile.mkdtemp(prefix="qstats-test-")
         self.qmp_path = os.path.join(self.dir, "qmp.sock")
         self.recording = None
-        cmd = [QSTATSD, "--qmp", "unix:" + self.qmp_path]
+        cmd = [*wrapper, QSTATSD, "--qmp", "unix:" + self.qmp_path]
         if recorded is not None:
             path = recording.make(RECORDED, os.path.join(self.dir, "recording"), recorded)
             self.recording = recording.Recording(path)

@@ -19,6 +19,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -35,6 +36,14 @@ SCHED = {"providers": [{"provider": "sched"}]}
 CUMULATIVE = ("run_ns", "wait_ns", "timeslices", "voluntary_switches", "involuntary_switches")
 ALL_STATS = CUMULATIVE + ("last_cpu",)
 USER_HZ = os.sysconf("SC_CLK_TCK")
+
+# Where the provider reads the switch counts (qs_sched_provider_source):
+# taskstats where the kernel answers the daemon (CAP_NET_ADMIN, which these
+# tests have as root), /proc/TID/status where it does not (the capability
+# dropped from the bounding set: setpriv execs qstatsd without it).
+SOURCES = {"taskstats": (), "proc": ("setpriv", "--bounding-set", "-net_admin")}
+SOURCE_LOG = {"taskstats": "switch counts from taskstats\n",
+              "proc": "switch counts from /proc/TID/status ("}
 
 _helper = []
 
@@ -207,6 +216,27 @@ def over_window(q, threads, cpu, seconds=1.5):
     return grew, (busy_b - busy_a) * 1e9 / USER_HZ, elapsed
 
 
+def source_daemon(source):
+    """qstatsd --no-vm reading the threads from `source`, which it says."""
+    assert os.geteuid() == 0, "these tests need root: taskstats needs CAP_NET_ADMIN"
+    d = Daemon(no_vm=True, wrapper=SOURCES[source])
+    deadline = time.time() + 10           # said once the servers listen
+    while "switch counts from" not in d.log() and time.time() < deadline:
+        time.sleep(0.02)
+    log = d.log()
+    if SOURCE_LOG[source] not in log:
+        d.stop()
+        raise AssertionError(f"{source}: {log}")
+    return d
+
+
+def bytes_read(pid):
+    """rchar of /proc/PID/io: what the process read through read(2) and
+    pread(2) (files, the QMP socket), not what it received over netlink."""
+    with open(f"/proc/{pid}/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("rchar:"))
+
+
 # ---- what the provider reads -------------------------------------------------
 
 def test_run_ns_grows_for_a_busy_thread_and_not_for_a_sleeping_one():
@@ -236,9 +266,16 @@ def test_run_ns_grows_for_a_busy_thread_and_not_for_a_sleeping_one():
 def test_values_equal_procs_own_reading_taken_around_the_query():
     """The kernel updates a running thread's times at ticks and switches:
     each value the daemon reports lies between /proc's reading just before
-    and just after the query; the VM's sums between the sums."""
+    and just after the query; the VM's sums between the sums.  So from
+    taskstats as from /proc."""
+    for source in SOURCES:
+        values_bracketed_by_proc(source)
+
+
+def values_bracketed_by_proc(source):
     cpu = measured_cpu()
-    with Daemon(no_vm=True) as d, Threads(f"busy@{cpu}", f"busy@{cpu}", "sleep", "tick:5") as t:
+    with source_daemon(source) as d, \
+            Threads(f"busy@{cpu}", f"busy@{cpu}", "sleep", "tick:5") as t:
         q = d.qmp()
         hand_over_all(q, t)
         for _ in range(8):
@@ -256,6 +293,33 @@ def test_values_equal_procs_own_reading_taken_around_the_query():
             assert got[VCPU % 0]["last_cpu"] == got[VCPU % 1]["last_cpu"] == cpu, got
             assert got[VCPU % 2] == before[2] == after[2]      # the sleeper, exactly
         assert set(vm) == set(CUMULATIVE), vm                  # no sum of last_cpu
+
+
+def test_taskstats_spares_the_status_file_of_each_thread_that_ran():
+    """Threads that run between queries (every 5 ms, queries 50 ms apart):
+    from /proc the daemon rereads each one's status (1.4 KiB of text the
+    kernel formats anew), from taskstats only its stat (for last_cpu), so
+    it reads well under one status file per thread and query."""
+    status_bytes = None
+    per_thread_query = {}
+    for source in SOURCES:
+        with source_daemon(source) as d, Threads(*["tick:5"] * 4) as t:
+            q = d.qmp()
+            hand_over_all(q, t)
+            with open(f"/proc/{t.tids[0]}/task/{t.tids[0]}/status", "rb") as f:
+                status_bytes = len(f.read())
+            sched_results(q)
+            before, slices = bytes_read(d.proc.pid), sched_results(q)
+            for _ in range(10):
+                time.sleep(0.05)
+                got = sched_results(q)
+            ran = all(got[VCPU % i]["timeslices"] > slices[VCPU % i]["timeslices"] + 5
+                      for i in range(4))
+            assert ran, (slices, got)
+            per_thread_query[source] = (bytes_read(d.proc.pid) - before) / 40
+    print(f"  bytes read per thread and query: {per_thread_query} (status: {status_bytes})")
+    assert per_thread_query["proc"] > status_bytes, (per_thread_query, status_bytes)
+    assert per_thread_query["taskstats"] < status_bytes / 2, (per_thread_query, status_bytes)
 
 
 def test_wait_ns_grows_for_two_threads_on_one_cpu_and_not_for_one_alone():
@@ -295,7 +359,14 @@ def test_wait_ns_grows_for_two_threads_on_one_cpu_and_not_for_one_alone():
 
 
 def test_an_exited_thread_drops_out_and_its_fds_are_closed():
-    with Daemon(no_vm=True) as d, Threads("sleep", "sleep", "sleep") as t:
+    """Whichever the source: taskstats names a TID, so there the daemon
+    learns of the exit from the pidfd; /proc's files say ESRCH."""
+    for source in SOURCES:
+        exited_threads_drop_out(source)
+
+
+def exited_threads_drop_out(source):
+    with source_daemon(source) as d, Threads("sleep", "sleep", "sleep") as t:
         q = d.qmp()
         hand_over_all(q, t)
         pid = d.proc.pid
@@ -459,6 +530,45 @@ def test_a_thread_the_daemon_may_not_read_is_refused():
         assert d.q.ok("query-cpus-fast") == []
 
 
+def test_a_recycled_tid_is_never_read_through_taskstats():
+    """taskstats names threads by TID.  In a PID namespace of their own
+    (where nothing else takes TIDs), a handed-over thread exits and a new
+    process is given its TID on purpose (ns_last_pid): the daemon drops
+    the vCPU and never reports the newcomer under its path."""
+    assert os.geteuid() == 0, "this test needs root: it sets ns_last_pid"
+    r = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable,
+                        os.path.abspath(__file__), "--recycled-tid-inside"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "recycled TID not read" in r.stdout, (r.stdout, r.stderr)
+
+
+def recycled_tid_inside():
+    """The test above, as PID 1 of the new namespace."""
+    with source_daemon("taskstats") as d, Threads("sleep", "sleep") as t:
+        q = d.qmp()
+        hand_over_all(q, t)
+        assert sorted(sched_results(q)) == [VCPU % 0, VCPU % 1]
+        victim = t.tids[1]
+        t.end(1)
+        for _ in range(20):
+            with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+                f.write(str(victim - 1))
+            impostor = subprocess.Popen(["sleep", "60"])
+            if impostor.pid == victim:
+                break
+            impostor.kill()
+            impostor.wait()
+        assert impostor.pid == victim, (impostor.pid, victim)
+        try:
+            assert sorted(sched_results(q)) == [VCPU % 0]
+            assert [c["thread-id"] for c in q.ok("query-cpus-fast")] == [t.tids[0]]
+            assert sorted(sched_results(q, "vm")) == [None]
+        finally:
+            impostor.kill()
+            impostor.wait()
+    print("recycled TID not read")
+
+
 # ---- query-cpus-fast, HMP, metrics, top --------------------------------------
 
 def key_shape(text):
@@ -589,4 +699,7 @@ def test_top_once_shows_wait_ns_as_time_per_second():
 
 
 if __name__ == "__main__":
-    run_module(globals())
+    if sys.argv[1:] == ["--recycled-tid-inside"]:
+        recycled_tid_inside()
+    else:
+        run_module(globals())
