@@ -65,6 +65,7 @@ typedef struct qsd {
     qs_qmp *qmp;
     qs_exporter *exporter;
     uv_signal_t sigint, sigterm;
+    uv_poll_t sched_exits;     /* a vCPU thread exited: drop it at once */
     uv_idle_t stop;            /* shutdown runs from the loop, never mid-command */
     const char *created[2 * MAX_LISTENERS + 1];   /* unix sockets made so far */
     int ncreated;
@@ -301,6 +302,7 @@ static void on_stop(uv_idle_t *h)
     uv_close((uv_handle_t *)h, NULL);
     uv_close((uv_handle_t *)&d->sigint, NULL);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
+    uv_close((uv_handle_t *)&d->sched_exits, NULL);
     qs_exporter_free(d->exporter);
     qs_qmp_free(d->qmp);
     qs_balloon_free(d->balloon);
@@ -310,6 +312,12 @@ static void on_stop(uv_idle_t *h)
     d->qmp = NULL;
     d->balloon = NULL;
     d->nconsoles = 0;
+}
+
+static void on_sched_exit(uv_poll_t *h, int status, int events)
+{
+    qsd *d = h->data;
+    qs_sched_provider_reap(d->sched);
 }
 
 static void request_stop(void *opaque)
@@ -409,6 +417,9 @@ int main(int argc, char **argv)
     qs_registry_watch(d.reg, log_source_event, &d);
     d.kvm = qs_kvm_provider_new(d.reg);
     d.sched = qs_sched_provider_new(d.reg);
+    uv_poll_init(d.loop, &d.sched_exits, qs_sched_provider_fd(d.sched));
+    d.sched_exits.data = &d;
+    uv_poll_start(&d.sched_exits, UV_READABLE, on_sched_exit);
     if (o.recorded)
         start_recorded(&d, o.recorded);
     else if (!o.no_vm)

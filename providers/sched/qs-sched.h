@@ -9,7 +9,8 @@
  * Threads are given as thread pidfds (pidfd_open(tid, PIDFD_THREAD), Linux
  * 6.9+): the provider learns the thread from the pidfd itself, never from a
  * number, so a recycled TID can never be misattributed.  It keeps the /proc
- * files open and preads them per query; a thread that exits drops out.
+ * files open and preads them per query; a thread that exits drops out (at
+ * once for a loop that watches qs_sched_provider_fd).
  */
 #ifndef QS_SCHED_H
 #define QS_SCHED_H
@@ -31,6 +32,13 @@ QS_EXPORT bool qs_sched_provider_add_thread(qs_sched_provider *p, const char *qo
                                             int pidfd, qs_error **errp);
 QS_EXPORT bool qs_sched_provider_remove_thread(qs_sched_provider *p, const char *qom_path,
                                                qs_error **errp);
+/* An fd that polls readable once a registered thread has exited (an epoll
+ * set of the pidfds).  An event loop that watches it and then calls
+ * qs_sched_provider_reap has an exited thread's files closed and its
+ * schemas changed (QS_EVENT_SCHEMA_CHANGED) at once; without it, at the
+ * next query that reads the threads. */
+QS_EXPORT int qs_sched_provider_fd(const qs_sched_provider *p);
+QS_EXPORT void qs_sched_provider_reap(qs_sched_provider *p);
 /* Where the switch counts come from: "taskstats" (one netlink exchange for
  * up to 64 threads, where the kernel answers: CAP_NET_ADMIN) or "proc"
  * (/proc/TID/status, ~4x the cost for a thread that ran). */

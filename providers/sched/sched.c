@@ -37,7 +37,7 @@ static const qs_schema_value schema[QS_SCHED_NSTATS] = {
 typedef struct sched_vcpu {
     char *qom_path;
     qs_sched_thread thread;
-    bool exited;             /* its pidfd said so (taskstats reads only) */
+    bool exited;             /* its pidfd said so */
 } sched_vcpu;
 
 struct qs_sched_provider {
@@ -100,6 +100,13 @@ static size_t pick(qs_sched_provider *p, const qs_strlist *targets)
     return n;
 }
 
+static void drop_exited(qs_sched_provider *p)
+{
+    for (size_t i = p->n; i-- > 0;)
+        if (p->vcpus[i]->exited)
+            drop(p, i);
+}
+
 /* One pass over the threads a query asks for, from taskstats in batches
  * where it answers (for good to /proc the first time it fails), else from
  * /proc; a thread gone is dropped (from the last, so indices hold). */
@@ -110,15 +117,26 @@ static void refresh(qs_sched_provider *p, const qs_strlist *targets)
         qs_taskstats_close(p->ts);
         p->ts = NULL;
     }
-    if (p->ts)
-        mark_exited(p);
+    mark_exited(p);
     while (n--) {
         sched_vcpu *v = p->vcpus[p->pick[n]];
-        bool live = p->ts ? !v->exited && qs_sched_thread_take(&v->thread, &p->samples[n])
-                          : qs_sched_thread_read(&v->thread);
+        bool live = !v->exited && (p->ts ? qs_sched_thread_take(&v->thread, &p->samples[n])
+                                         : qs_sched_thread_read(&v->thread));
         if (!live)
             drop(p, p->pick[n]);
     }
+    drop_exited(p);
+}
+
+int qs_sched_provider_fd(const qs_sched_provider *p)
+{
+    return p->epfd;
+}
+
+void qs_sched_provider_reap(qs_sched_provider *p)
+{
+    mark_exited(p);
+    drop_exited(p);
 }
 
 static void add_values(qs_results *out, const char *path, const qs_strlist *names,

@@ -359,8 +359,10 @@ def test_wait_ns_grows_for_two_threads_on_one_cpu_and_not_for_one_alone():
 
 
 def test_an_exited_thread_drops_out_and_its_fds_are_closed():
-    """Whichever the source: taskstats names a TID, so there the daemon
-    learns of the exit from the pidfd; /proc's files say ESRCH."""
+    """Whichever the source.  qstatsd watches the pidfds, so the thread's
+    files close and the schema-changed event goes out at once, before any
+    query; and a query never reports it (taskstats names a TID, so there the
+    pidfd says the thread is gone; /proc's files say ESRCH)."""
     for source in SOURCES:
         exited_threads_drop_out(source)
 
@@ -372,7 +374,11 @@ def exited_threads_drop_out(source):
         pid = d.proc.pid
         pidfds = sum(map(is_pidfd, daemon_fds(pid)))
         assert all(len(fds_of_thread(pid, tid)) == 3 for tid in t.tids)
+        q.events.clear()
         t.end(1)
+        ev = q.wait_event("STATS_SCHEMA_CHANGED", timeout=5)
+        assert ev and ev["data"]["provider"] == "sched", (ev, q.events)
+        assert fds_of_thread(pid, t.tids[1]) == []     # no query asked meanwhile
         r = q.cmd("query-stats", {"target": "vcpu", **SCHED})
         assert "return" in r, r                        # no error for the one gone
         assert sorted(x["qom-path"] for x in r["return"]) == [VCPU % 0, VCPU % 2]
