@@ -176,6 +176,73 @@ def run_case(args, tmp, binary, case, spec):
             threads.stop()
 
 
+# ---- the micro-VM: real KVM vCPU threads (where /dev/kvm exists) ------------
+
+KVM_ONLY = b'{"execute": "query-stats", "arguments": {"target": "vcpu", ' \
+    b'"providers": [{"provider": "kvm"}]}}\n'
+
+
+def main_thread_cpu_s(pid):
+    """The CPU time of a process's main thread (the loop that answers
+    QMP), leaving out the micro-VM's vCPU threads: its schedstat run time,
+    exact once it sleeps (another process's thread clock is not ours to
+    read)."""
+    with open("/proc/%d/task/%d/schedstat" % (pid, pid)) as f:
+        return int(f.read().split()[0]) / 1e9
+
+
+def microvm_daemon(args, tmp, name, wrapper, source):
+    """qstatsd --vcpus N: its vCPU threads registered with sched at start."""
+    server = ql.Server(name, [*wrapper, os.path.join(args.build, "qstatsd"), "--vcpus",
+                              str(args.vcpus), "--qmp", "unix:" + os.path.join(tmp, "vm.sock")],
+                       os.path.join(tmp, "vm.sock"), os.path.join(tmp, "vm-%d.log" % len(name)))
+    _, line = server.qmp.request(QUERIES[0][1])
+    with open(server.log.name) as f:
+        said = f.read()
+    if len(json.loads(line)["return"]) != 2 * args.vcpus or \
+            "switch counts from " + source not in said:
+        ql.stop_all([server])
+        raise RuntimeError("%s: no kvm and %s sched results for %d vCPUs: %s"
+                           % (name, source, args.vcpus, said))
+    return server
+
+
+def microvm_case(args, tmp):
+    """Per daemon, query-stats target vcpu with providers [kvm] and with all
+    (kvm and sched), interleaved, --gap apart so that every vCPU thread ran
+    in between (the micro-VM's timer wakes each one at least 5 times a
+    second); the main thread's CPU time around each request."""
+    rows = []
+    for name, wrapper, source in args.sched_daemons:
+        server = microvm_daemon(args, tmp, name.replace("kvm+sched", "micro-VM"), wrapper, source)
+        try:
+            cpu = {"kvm": [], "all": []}
+            for i in range(args.warmup + args.requests):
+                for what, payload in (("kvm", KVM_ONLY), ("all", QUERIES[0][1]))[::1 - 2 * (i % 2)]:
+                    time.sleep(args.gap)
+                    c0 = main_thread_cpu_s(server.proc.pid)
+                    server.qmp.request(payload)
+                    time.sleep(0.01)               # the loop back asleep: all counted
+                    if i >= args.warmup:
+                        cpu[what].append(main_thread_cpu_s(server.proc.pid) - c0)
+            rows.append({"daemon": name.replace("kvm+sched", "micro-VM"), "source": source,
+                         "kvm_ms": 1000 * sum(cpu["kvm"]) / len(cpu["kvm"]),
+                         "all_ms": 1000 * sum(cpu["all"]) / len(cpu["all"])})
+        finally:
+            ql.stop_all([server])
+    return rows
+
+
+def microvm_table(rows, vcpus):
+    out = ["| daemon | switch counts from | CPU µs per request, providers [kvm] / all | "
+           "**CPU ratio** | µs more per vCPU thread |", "|---|---|---:|---:|---:|"]
+    for r in rows:
+        out.append("| %s | %s | %s / %s | **%s** | %.2f |" % (
+            r["daemon"], r["source"], ql.us(r["kvm_ms"]), ql.us(r["all_ms"]),
+            ql.x(r["all_ms"], r["kvm_ms"]), 1000.0 * (r["all_ms"] - r["kvm_ms"]) / vcpus))
+    return "\n".join(out)
+
+
 def table(runs):
     out = ["| threads | query | daemon | kvm median / p99 µs | with sched median / p99 µs "
            "| latency ratio median | p99 | CPU µs per request kvm / with sched "
@@ -230,7 +297,21 @@ def markdown(res):
             h["date"], h["kernel"], res["vcpus"], res["wake_ms"], h["cpu"], h["load"],
             h["requests"], h["warmup"]), "",
         table(res["runs"]), "",
-        verdict(res["runs"]), ""])
+        verdict(res["runs"]), "", *microvm_section(res)])
+
+
+def microvm_section(res):
+    if not res.get("microvm"):
+        return ["Not measured on the micro-VM: no /dev/kvm here.", ""]
+    return [
+        "On the micro-VM, real KVM vCPU threads: `qstatsd --vcpus %d`, whose own vCPU "
+        "threads are registered with sched, asked query-stats target vcpu with providers "
+        "[kvm] and with all providers, one for one, %.0f ms apart so that every vCPU "
+        "thread ran in between; CPU time of the daemon's main thread (the one that "
+        "answers) per request, vCPU threads left out; %d requests of each after %d "
+        "warm-up." % (res["vcpus"], 1000 * res["gap"], res["host"]["requests"],
+                      res["host"]["warmup"]), "",
+        microvm_table(res["microvm"], res["vcpus"]), ""]
 
 
 def write_markdown(path, text):
@@ -255,6 +336,9 @@ def main():
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--wake-ms", type=int, default=10)
     ap.add_argument("--cases", default="idle,waking")
+    ap.add_argument("--gap", type=float, default=0.25,
+                    help="seconds between micro-VM requests (every vCPU thread runs)")
+    ap.add_argument("--no-microvm", action="store_true")
     ap.add_argument("--json")
     ap.add_argument("--markdown")
     args = ap.parse_args()
@@ -277,7 +361,12 @@ def main():
             r = run_case(args, tmp, binary, case, specs[case])
             r["vcpus"] = args.vcpus
             runs.append(r)
+        microvm = None
+        if not args.no_microvm and os.access("/dev/kvm", os.R_OK | os.W_OK):
+            print("== sched cost: micro-VM of %d vCPUs" % args.vcpus, flush=True)
+            microvm = microvm_case(args, tmp)
         res = {"vcpus": args.vcpus, "wake_ms": args.wake_ms, "runs": runs,
+               "microvm": microvm, "gap": args.gap,
                "host": {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "cpu": args.cpu,
                         "kernel": os.uname().release,
                         "load": "%s at start, %s at end" % (load, ql.loadavg()),
