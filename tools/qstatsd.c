@@ -374,6 +374,9 @@ static void start_servers(qsd *d, const options *o)
         if (!d->exporter)
             die(d, "--metrics", err);
     }
+    fprintf(stderr, "qstatsd: sched reads vCPU threads' switch counts from %s\n",
+            strcmp(qs_sched_provider_source(d->sched), "taskstats") == 0 ? "taskstats" :
+            "/proc/TID/status (taskstats, cheaper, needs CAP_NET_ADMIN)");
     /* Consoles last, so their first prompt follows the daemon's messages. */
     for (int i = 0; i < o->nhmp; i++) {
         d->consoles[d->nconsoles] = qs_hmp_console_new(d->loop, d->hmp, o->hmp[i], &err);
@@ -425,9 +428,6 @@ int main(int argc, char **argv)
     else if (!o.no_vm)
         start_vm(&d, o.vcpus);
     start_servers(&d, &o);
-    fprintf(stderr, "qstatsd: sched reads vCPU threads' switch counts from %s\n",
-            strcmp(qs_sched_provider_source(d.sched), "taskstats") == 0 ? "taskstats" :
-            "/proc/TID/status (taskstats, cheaper, needs CAP_NET_ADMIN)");
 
     uv_run(d.loop, UV_RUN_DEFAULT);
 
