@@ -19,9 +19,10 @@
  * signal sets, memory, the CPU and node masks) at every read, ~8 us a
  * thread.  One taskstats reply holds the switch counts and schedstat's
  * three numbers for a fraction of that.  The kernel answers only a caller
- * with CAP_NET_ADMIN in the initial network namespace; qs_taskstats_open
- * asks once, for the caller's own thread, and says no otherwise: the
- * provider then reads /proc (thread.c).
+ * with CAP_NET_ADMIN in the initial user namespace (root, not the root of a
+ * container's own user namespace); qs_taskstats_open asks once, for the
+ * caller's own thread, and says no otherwise: the provider then reads
+ * /proc (thread.c).
  *
  * A reply names a TID, not a thread: the caller checks that each thread
  * was alive throughout (sched.c watches the pidfds), and asks only for
