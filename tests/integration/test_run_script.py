@@ -25,7 +25,8 @@ class RunScript:
         if not shutil.which("tmux"):
             skip("tmux is not installed")     # scripts/deps.sh installs it
         self.dir = tempfile.mkdtemp(prefix="qstats-run-")
-        self.server = f"qstats-run-{os.getpid()}"
+        # a tmux server of its own: one just killed may still hold a reused name
+        self.server = os.path.basename(self.dir)
         self.metrics = f"127.0.0.1:{free_port()}"
         env = (f"QSTATS_BUILD={BUILD} QSTATS_RUN_DIR={self.dir} "
                f"QSTATS_METRICS={self.metrics}")
