@@ -139,7 +139,7 @@ def start(args, tmp, case, name, wrapper=()):
                             args.rec, "--qmp", "unix:" + sock], sock, log)
 
 
-def with_threads(args, server, tids, source):
+def give_threads(args, server, tids, source):
     """Hands the threads over; checks the source the daemon says it reads."""
     with open(server.log.name) as f:
         said = f.read()
@@ -164,7 +164,7 @@ def run_case(args, tmp, binary, case, spec):
             servers.append(start(args, tmp, case, "kvm"))
             for name, wrapper, source in args.sched_daemons:
                 servers.append(start(args, tmp, case, name, wrapper))
-                with_threads(args, servers[-1], threads.tids, source)
+                give_threads(args, servers[-1], threads.tids, source)
             out = {"case": case, "threads": spec, "queries": {},
                    "daemons": [s.name for s in servers]}
             for what, payload in QUERIES:
@@ -195,7 +195,8 @@ def microvm_daemon(args, tmp, name, wrapper, source):
     """qstatsd --vcpus N: its vCPU threads registered with sched at start."""
     server = ql.Server(name, [*wrapper, os.path.join(args.build, "qstatsd"), "--vcpus",
                               str(args.vcpus), "--qmp", "unix:" + os.path.join(tmp, "vm.sock")],
-                       os.path.join(tmp, "vm.sock"), os.path.join(tmp, "vm-%d.log" % len(name)))
+                       os.path.join(tmp, "vm.sock"),
+                       os.path.join(tmp, name.replace("/", "-") + ".log"))
     _, line = server.qmp.request(QUERIES[0][1])
     with open(server.log.name) as f:
         said = f.read()
@@ -217,8 +218,9 @@ def microvm_case(args, tmp):
         server = microvm_daemon(args, tmp, name.replace("kvm+sched", "micro-VM"), wrapper, source)
         try:
             cpu = {"kvm": [], "all": []}
+            pair = [("kvm", KVM_ONLY), ("all", QUERIES[0][1])]
             for i in range(args.warmup + args.requests):
-                for what, payload in (("kvm", KVM_ONLY), ("all", QUERIES[0][1]))[::1 - 2 * (i % 2)]:
+                for what, payload in pair if i % 2 == 0 else pair[::-1]:   # who goes first alternates
                     time.sleep(args.gap)
                     c0 = main_thread_cpu_s(server.proc.pid)
                     server.qmp.request(payload)
