@@ -47,5 +47,10 @@ qs_taskstats *qs_taskstats_open(void);
 void qs_taskstats_close(qs_taskstats *ts);
 /* out[i] for tids[i]; false when the exchange failed (nothing usable). */
 bool qs_taskstats_read(qs_taskstats *ts, const long *tids, size_t n, qs_sched_sample *out);
+/* One reply of n bytes, expected with sequence number seq for tid: *s valid
+ * with the thread's numbers, or not valid for "no such thread" (ESRCH);
+ * false for anything else, a malformed or unexpected reply included. */
+bool qs_taskstats_parse(uint16_t family, const char *buf, size_t n, uint32_t seq, long tid,
+                        qs_sched_sample *s);
 
 #endif

@@ -144,10 +144,8 @@ void qs_taskstats_close(qs_taskstats *ts)
     free(ts);
 }
 
-/* A reply into *s: valid for a thread's stats, not valid for "no such
- * thread"; false for anything else (the whole read fails). */
-static bool parse_reply(const qs_taskstats *ts, const char *buf, size_t n, uint32_t seq,
-                        long tid, qs_sched_sample *s)
+bool qs_taskstats_parse(uint16_t family, const char *buf, size_t n, uint32_t seq, long tid,
+                        qs_sched_sample *s)
 {
     const struct nlmsghdr *h = (const void *)buf;
     s->valid = false;
@@ -156,7 +154,7 @@ static bool parse_reply(const qs_taskstats *ts, const char *buf, size_t n, uint3
     if (n >= NLMSG_LENGTH(sizeof(struct nlmsgerr)) && h->nlmsg_type == NLMSG_ERROR)
         return ((const struct nlmsgerr *)NLMSG_DATA(h))->error == -ESRCH;
     size_t len;
-    const char *p = genl_payload(buf, n, ts->family, &len);
+    const char *p = genl_payload(buf, n, family, &len);
     const struct nlattr *aggr = p ? find_attr(p, len, TASKSTATS_TYPE_AGGR_PID) : NULL;
     if (!aggr)
         return false;
@@ -199,8 +197,8 @@ static bool read_batch(qs_taskstats *ts, const long *tids, size_t n, qs_sched_sa
         if (m <= 0)
             return false;
         for (int i = 0; i < m; i++, got++)
-            if (!parse_reply(ts, ts->reply[i], mm[i].msg_len, seq0 + (uint32_t)got,
-                             tids[got], &out[got]))
+            if (!qs_taskstats_parse(ts->family, ts->reply[i], mm[i].msg_len,
+                                    seq0 + (uint32_t)got, tids[got], &out[got]))
                 return false;
     }
     return true;
