@@ -139,21 +139,25 @@ def start(args, tmp, case, name, wrapper=()):
                             args.rec, "--qmp", "unix:" + sock], sock, log)
 
 
-def give_threads(args, server, tids, source):
-    """Hands the threads over; checks the source the daemon says it reads."""
+def check_daemon(args, server, source):
+    """The daemon says it reads `source`, and query-stats target vcpu has a
+    kvm and a sched result for every vCPU."""
     with open(server.log.name) as f:
         said = f.read()
-    if "switch counts from " + source not in said:
-        raise RuntimeError("%s does not read %s: %s" % (server.name, source, said))
+    _, line = server.qmp.request(QUERIES[0][1])
+    results = len(json.loads(line)["return"])
+    if "switch counts from " + source not in said or results != 2 * args.vcpus:
+        raise RuntimeError("%s: %d results for %d vCPUs, %s wanted: %s"
+                           % (server.name, results, args.vcpus, source, said))
+
+
+def give_threads(args, server, tids, source):
+    """Hands the threads over, then checks the daemon."""
     hand_over(server, tids)
     # a fresh link: the old one has the schema events of the hand-over
     server.qmp.close()
     server.qmp = ql.Qmp(server.sock_path)
-    _, line = server.qmp.request(QUERIES[0][1])
-    results = len(json.loads(line)["return"])
-    if results != 2 * args.vcpus:
-        raise RuntimeError("%s answered %d results for %d vCPUs"
-                           % (server.name, results, args.vcpus))
+    check_daemon(args, server, source)
 
 
 def run_case(args, tmp, binary, case, spec):
@@ -197,14 +201,11 @@ def microvm_daemon(args, tmp, name, wrapper, source):
                               str(args.vcpus), "--qmp", "unix:" + os.path.join(tmp, "vm.sock")],
                        os.path.join(tmp, "vm.sock"),
                        os.path.join(tmp, name.replace("/", "-") + ".log"))
-    _, line = server.qmp.request(QUERIES[0][1])
-    with open(server.log.name) as f:
-        said = f.read()
-    if len(json.loads(line)["return"]) != 2 * args.vcpus or \
-            "switch counts from " + source not in said:
+    try:
+        check_daemon(args, server, source)
+    except Exception:
         ql.stop_all([server])
-        raise RuntimeError("%s: no kvm and %s sched results for %d vCPUs: %s"
-                           % (name, source, args.vcpus, said))
+        raise
     return server
 
 
